@@ -1,0 +1,308 @@
+"""What a database holds, read from pg_catalog: tables, columns, keys, foreign keys, sequences, enum types."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+import psycopg
+
+# Built-in types whose `=` holds only for identical values, so `IS DISTINCT FROM` finds every change.
+# Types such as numeric (1.0 = 1.00), interval ('1 day' = '24 hours'), jsonb, float (-0 = 0) or
+# json/point (no `=` at all) are compared through their text form instead.
+_EXACT_EQUALITY = {
+    "smallint", "integer", "bigint", "boolean", "text", "character varying", "character", "bytea",
+    "uuid", "date", "timestamp without time zone", "timestamp with time zone", "time without time zone",
+    "\"char\"", "name", "oid", "bit", "bit varying", "macaddr", "macaddr8",
+}  # fmt: skip
+
+FIRST_USER_OID = 16384
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    attnum: int
+    type: str  # format_type with schema-qualified user types, e.g. numeric(10,2) or public.cruise_status[]
+    base_type: str  # the type without typmod, domains resolved to their base, arrays to their element
+    is_array: bool
+    is_enum: bool
+    not_null: bool
+    has_default: bool
+    generated: bool  # stored generated column
+    identity: str  # "" none, "a" GENERATED ALWAYS, "d" BY DEFAULT
+    binary_portable: bool  # COPY BINARY output of one database loads into another
+    deterministic_collation: bool = True
+
+    @property
+    def exact_equality(self) -> bool:
+        return self.is_enum or (self.base_type in _EXACT_EQUALITY and self.deterministic_collation)
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    name: str
+    columns: tuple[str, ...]
+    ref_schema: str
+    ref_table: str
+    ref_columns: tuple[str, ...]
+    deferrable: bool = False
+
+    @property
+    def ref(self) -> tuple[str, str]:
+        return (self.ref_schema, self.ref_table)
+
+
+@dataclass(frozen=True)
+class OwnedSequence:
+    schema: str
+    name: str
+    column: str
+    increment: int
+
+
+@dataclass(frozen=True)
+class Table:
+    schema: str
+    name: str
+    columns: tuple[Column, ...]
+    primary_key: tuple[str, ...] = ()
+    unique_keys: tuple[tuple[str, ...], ...] = ()
+    foreign_keys: tuple[ForeignKey, ...] = ()
+    sequences: tuple[OwnedSequence, ...] = ()
+    comment: str | None = None
+    partitioned: bool = False
+    estimated_rows: int = 0
+    size_bytes: int = 0
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.schema, self.name)
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+    def column(self, name: str) -> Column | None:
+        return next((c for c in self.columns if c.name == name), None)
+
+    @property
+    def row_key(self) -> tuple[str, ...]:
+        """Columns that identify a row: the primary key, else a unique key of NOT NULL columns."""
+        if self.primary_key:
+            return self.primary_key
+        for cols in self.unique_keys:
+            if all((c := self.column(n)) is not None and c.not_null for n in cols):
+                return cols
+        return ()
+
+
+@dataclass(frozen=True)
+class Catalog:
+    tables: dict[tuple[str, str], Table]
+    enums: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def get(self, schema: str, name: str) -> Table | None:
+        return self.tables.get((schema, name))
+
+    def in_schemas(self, schemas: tuple[str, ...] | list[str]) -> list[Table]:
+        return sorted((t for t in self.tables.values() if t.schema in schemas), key=lambda t: t.key)
+
+    def referencing(self, schema: str, name: str) -> list[tuple[Table, ForeignKey]]:
+        """Every (table, foreign key) pointing at schema.name, self-references included."""
+        found = []
+        for table in sorted(self.tables.values(), key=lambda t: t.key):
+            for fk in table.foreign_keys:
+                if fk.ref == (schema, name):
+                    found.append((table, fk))
+        return found
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "tables": [asdict(t) for t in sorted(self.tables.values(), key=lambda t: t.key)],
+                "enums": self.enums,
+            },
+            indent=1,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Catalog:
+        data = json.loads(text)
+        tables = {}
+        for t in data["tables"]:
+            table = Table(
+                **{
+                    **t,
+                    "columns": tuple(Column(**c) for c in t["columns"]),
+                    "primary_key": tuple(t["primary_key"]),
+                    "unique_keys": tuple(tuple(k) for k in t["unique_keys"]),
+                    "foreign_keys": tuple(
+                        ForeignKey(**{**fk, "columns": tuple(fk["columns"]), "ref_columns": tuple(fk["ref_columns"])})
+                        for fk in t["foreign_keys"]
+                    ),
+                    "sequences": tuple(OwnedSequence(**s) for s in t["sequences"]),
+                }
+            )
+            tables[table.key] = table
+        return cls(tables=tables, enums={k: tuple(v) for k, v in data["enums"].items()})
+
+
+# Schemas never synced nor inspected: the system's and the tool's own bookkeeping.
+_SYSTEM_SCHEMA_FILTER = """
+    n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
+    AND n.nspname NOT LIKE 'pg\\_temp\\_%%' AND n.nspname NOT LIKE 'pg\\_toast\\_temp\\_%%'
+    AND n.nspname <> 'sync_assets'
+"""
+
+_TABLES_SQL = f"""
+SELECT c.oid, n.nspname, c.relname, c.relkind = 'p', obj_description(c.oid, 'pg_class'),
+       greatest(c.reltuples, 0)::bigint, pg_table_size(c.oid)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+  AND {_SYSTEM_SCHEMA_FILTER}
+  AND (%(schemas)s::text[] IS NULL OR n.nspname = ANY(%(schemas)s::text[]))
+"""
+
+_COLUMNS_SQL = """
+SELECT a.attrelid, a.attname, a.attnum,
+       format_type(a.atttypid, a.atttypmod),
+       format_type(coalesce(nullif(e.oid, 0), b.oid), NULL) AS base_type,
+       t.typcategory = 'A' AS is_array,
+       coalesce(nullif(e.oid, 0), b.oid) IN (SELECT enumtypid FROM pg_enum) AS is_enum,
+       a.attnotnull, a.atthasdef, a.attgenerated = 's', a.attidentity,
+       -- Binary COPY carries type OIDs inside arrays and composites, which differ between databases;
+       -- built-in scalar types, their arrays, enums and domains over them travel safely.
+       CASE WHEN t.typcategory = 'A' THEN e.oid < %(first_user_oid)s AND e.typsend <> 0
+            ELSE (b.oid < %(first_user_oid)s AND b.typtype IN ('b', 'r', 'm') AND b.typsend <> 0)
+                 OR b.typtype = 'e' END AS binary_portable,
+       coalesce(coll.collisdeterministic, true)
+FROM pg_attribute a
+JOIN pg_type t ON t.oid = a.atttypid
+JOIN pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+LEFT JOIN pg_type e ON e.oid = b.typelem AND t.typcategory = 'A'
+LEFT JOIN pg_collation coll ON coll.oid = a.attcollation
+WHERE a.attrelid = ANY(%(oids)s) AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attrelid, a.attnum
+"""
+
+_CONSTRAINTS_SQL = """
+SELECT con.conrelid, con.contype, con.conname,
+       ARRAY(SELECT a.attname FROM unnest(con.conkey) WITH ORDINALITY k(n, i)
+             JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.i)::text[],
+       fn.nspname, fc.relname,
+       ARRAY(SELECT a.attname FROM unnest(con.confkey) WITH ORDINALITY k(n, i)
+             JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n ORDER BY k.i)::text[],
+       con.condeferrable
+FROM pg_constraint con
+LEFT JOIN pg_class fc ON fc.oid = con.confrelid
+LEFT JOIN pg_namespace fn ON fn.oid = fc.relnamespace
+WHERE con.conrelid = ANY(%(oids)s) AND con.contype IN ('p', 'u', 'f')
+ORDER BY con.conrelid, con.contype, con.conname
+"""
+
+# Unique indexes that are not constraints still identify rows (no predicate, no expressions).
+_UNIQUE_INDEXES_SQL = """
+SELECT i.indrelid,
+       ARRAY(SELECT a.attname FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(n, o)
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n ORDER BY k.o)::text[]
+FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+WHERE i.indrelid = ANY(%(oids)s) AND i.indisunique AND NOT i.indisprimary AND i.indpred IS NULL
+  AND i.indexprs IS NULL AND i.indisvalid
+  AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)
+ORDER BY i.indrelid, ic.relname
+"""
+
+_SEQUENCES_SQL = """
+SELECT d.refobjid, sn.nspname, s.relname, a.attname, seq.seqincrement
+FROM pg_depend d
+JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+JOIN pg_namespace sn ON sn.oid = s.relnamespace
+JOIN pg_sequence seq ON seq.seqrelid = s.oid
+JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
+  AND d.deptype IN ('a', 'i') AND d.refobjid = ANY(%(oids)s)
+ORDER BY d.refobjid, a.attnum
+"""
+
+_ENUMS_SQL = """
+SELECT format_type(t.oid, NULL), array_agg(e.enumlabel::text ORDER BY e.enumsortorder)
+FROM pg_type t JOIN pg_enum e ON e.enumtypid = t.oid
+GROUP BY t.oid
+"""
+
+
+def introspect(conn: psycopg.Connection, schemas: list[str] | tuple[str, ...] | None) -> Catalog:
+    """Read the catalog of the tables in `schemas` (None: every user schema).
+
+    Runs in one transaction with an empty search_path, so user types come out schema-qualified
+    and compare equal across databases whatever their search_path.
+    """
+    schema_list = list(schemas) if schemas is not None else None
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute("SET LOCAL search_path = pg_catalog")
+        cur.execute(_TABLES_SQL, {"schemas": schema_list})
+        rows = cur.fetchall()
+        oids = [r[0] for r in rows]
+        base = {r[0]: r for r in rows}
+
+        columns: dict[int, list[Column]] = {oid: [] for oid in oids}
+        cur.execute(_COLUMNS_SQL, {"oids": oids, "first_user_oid": FIRST_USER_OID})
+        for relid, name, attnum, typ, base_type, is_array, is_enum, nn, hasdef, gen, ident, binok, det in cur:
+            columns[relid].append(
+                Column(
+                    name=name,
+                    attnum=attnum,
+                    type=typ,
+                    base_type=base_type,
+                    is_array=bool(is_array),
+                    is_enum=bool(is_enum),
+                    not_null=nn,
+                    has_default=hasdef,
+                    generated=bool(gen),
+                    identity=ident or "",
+                    binary_portable=bool(binok),
+                    deterministic_collation=bool(det),
+                )
+            )
+
+        pks: dict[int, tuple[str, ...]] = {}
+        uniques: dict[int, list[tuple[str, ...]]] = {oid: [] for oid in oids}
+        fks: dict[int, list[ForeignKey]] = {oid: [] for oid in oids}
+        cur.execute(_CONSTRAINTS_SQL, {"oids": oids})
+        for relid, contype, conname, cols, ref_schema, ref_table, ref_cols, deferrable in cur:
+            if contype == "p":
+                pks[relid] = tuple(cols)
+            elif contype == "u":
+                uniques[relid].append(tuple(cols))
+            else:
+                fks[relid].append(ForeignKey(conname, tuple(cols), ref_schema, ref_table, tuple(ref_cols), deferrable))
+        cur.execute(_UNIQUE_INDEXES_SQL, {"oids": oids})
+        for relid, cols in cur:
+            uniques[relid].append(tuple(cols))
+
+        seqs: dict[int, list[OwnedSequence]] = {oid: [] for oid in oids}
+        cur.execute(_SEQUENCES_SQL, {"oids": oids})
+        for relid, seq_schema, seq_name, column, increment in cur:
+            seqs[relid].append(OwnedSequence(seq_schema, seq_name, column, int(increment)))
+
+        cur.execute(_ENUMS_SQL)
+        enums = {name: tuple(labels) for name, labels in cur}
+
+    tables = {}
+    for oid in oids:
+        _, schema, name, partitioned, comment, est_rows, size = base[oid]
+        tables[(schema, name)] = Table(
+            schema=schema,
+            name=name,
+            columns=tuple(columns[oid]),
+            primary_key=pks.get(oid, ()),
+            unique_keys=tuple(uniques[oid]),
+            foreign_keys=tuple(fks[oid]),
+            sequences=tuple(seqs[oid]),
+            comment=comment,
+            partitioned=bool(partitioned),
+            estimated_rows=int(est_rows or 0),
+            size_bytes=int(size or 0),
+        )
+    return Catalog(tables=tables, enums=enums)

@@ -1,0 +1,152 @@
+"""The optional YAML config (path in SYNC_ASSETS_CONFIG): what to sync and how."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sync_assets.errors import ConfigError
+
+CONFIG_ENV = "SYNC_ASSETS_CONFIG"
+ORPHAN_POLICIES = ("delete", "fail")
+# PostgreSQL's own spelling of a duration setting: a number with an optional unit.
+_DURATION = re.compile(r"^\s*\d+\s*(ms|s|min)?\s*$")
+
+
+@dataclass(frozen=True, order=True)
+class TableRef:
+    """A table as the config names it; schema None means "whichever configured schema has it"."""
+
+    schema: str | None
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.schema}.{self.name}" if self.schema else self.name
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    schemas: tuple[str, ...] = ("public",)
+    preserve: tuple[TableRef, ...] = ()
+    exclude: tuple[TableRef, ...] = ()
+    orphans: str = "delete"
+    lock_timeout: str = "2s"
+    workers: int = 4
+    retries: int = 3
+    retry_delay_seconds: float = 2.0
+    source: str = field(default="defaults", compare=False)
+
+
+_KEYS = {
+    "schemas",
+    "preserve",
+    "exclude",
+    "orphans",
+    "lock_timeout",
+    "workers",
+    "retries",
+    "retry_delay_seconds",
+}
+
+
+def _str_list(value: Any, key: str, where: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{where}: '{key}' must be a list of non-empty names, got {value!r}")
+    return value
+
+
+def _table_refs(value: Any, key: str, where: str) -> tuple[TableRef, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ConfigError(f"{where}: '{key}' must be a list of table names, got {value!r}")
+    refs = []
+    for item in value:
+        if isinstance(item, str) and item:
+            schema, dot, name = item.partition(".")
+            refs.append(TableRef(schema, name) if dot else TableRef(None, item))
+        elif isinstance(item, dict) and set(item) == {"schema", "table"}:
+            refs.append(TableRef(str(item["schema"]), str(item["table"])))
+        else:
+            raise ConfigError(
+                f"{where}: '{key}' entry {item!r} must be 'table', 'schema.table' "
+                "or a mapping with 'schema' and 'table'"
+            )
+    return tuple(refs)
+
+
+def parse_config(data: Any, where: str = "config") -> SyncConfig:
+    """Validate a parsed YAML document; every mistake is a ConfigError naming the key."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: the config must be a mapping of settings, got {type(data).__name__}")
+    unknown = sorted(set(map(str, data)) - _KEYS)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown setting {', '.join(repr(k) for k in unknown)}; "
+            f"known settings are {', '.join(sorted(_KEYS))}"
+        )
+    schemas = tuple(_str_list(data.get("schemas", ["public"]), "schemas", where))
+    if not schemas:
+        raise ConfigError(f"{where}: 'schemas' must name at least one schema")
+    orphans = data.get("orphans", "delete")
+    if orphans not in ORPHAN_POLICIES:
+        raise ConfigError(f"{where}: 'orphans' must be 'delete' or 'fail', got {orphans!r}")
+    lock_timeout = data.get("lock_timeout", "2s")
+    if isinstance(lock_timeout, int) and not isinstance(lock_timeout, bool):
+        lock_timeout = f"{lock_timeout}ms"
+    if not isinstance(lock_timeout, str) or not _DURATION.match(lock_timeout) or lock_timeout.strip() == "0":
+        raise ConfigError(
+            f"{where}: 'lock_timeout' must be a positive duration such as '2s' or '500ms', got {lock_timeout!r}"
+        )
+    workers = data.get("workers", 4)
+    if not isinstance(workers, int) or isinstance(workers, bool) or not 1 <= workers <= 64:
+        raise ConfigError(f"{where}: 'workers' must be a whole number from 1 to 64, got {workers!r}")
+    retries = data.get("retries", 3)
+    if not isinstance(retries, int) or isinstance(retries, bool) or not 0 <= retries <= 20:
+        raise ConfigError(f"{where}: 'retries' must be a whole number from 0 to 20, got {retries!r}")
+    delay = data.get("retry_delay_seconds", 2.0)
+    if not isinstance(delay, int | float) or isinstance(delay, bool) or delay < 0:
+        raise ConfigError(f"{where}: 'retry_delay_seconds' must be a number >= 0, got {delay!r}")
+    preserve = _table_refs(data.get("preserve"), "preserve", where)
+    exclude = _table_refs(data.get("exclude"), "exclude", where)
+    both = sorted(set(preserve) & set(exclude))
+    if both:
+        raise ConfigError(f"{where}: table {both[0]} is listed under both 'preserve' and 'exclude'")
+    return SyncConfig(
+        schemas=schemas,
+        preserve=preserve,
+        exclude=exclude,
+        orphans=orphans,
+        lock_timeout=lock_timeout.replace(" ", ""),
+        workers=workers,
+        retries=retries,
+        retry_delay_seconds=float(delay),
+        source=where,
+    )
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> SyncConfig:
+    """Read the config named by SYNC_ASSETS_CONFIG (or path); no file means the defaults."""
+    if path is None:
+        path = os.environ.get(CONFIG_ENV) or None
+    if path is None:
+        return SyncConfig()
+    where = f"{CONFIG_ENV} file {path}"
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{where}: is not valid YAML{at}") from None
+    return parse_config(data, where)

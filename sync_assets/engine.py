@@ -1,0 +1,186 @@
+"""One sync run: catalog, plan, extract, swap, count. No Dagster here."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg import sql
+
+from sync_assets import catalog as catalog_mod
+from sync_assets.config import SyncConfig
+from sync_assets.connections import Endpoint, refuse_same_database, same_database_message, server_identity
+from sync_assets.errors import BusyError, SyncError
+from sync_assets.extract import (
+    BOOKKEEPING_SCHEMA,
+    SHADOW_PREFIX,
+    CopyStats,
+    begin_snapshot,
+    export_snapshot,
+    extract,
+    shadow_name,
+)
+from sync_assets.plan import SyncPlan, TableKey, build_plan
+from sync_assets.swap import OrphanBackup, TableChanges, swap, target_relation
+
+# One sync at a time per staging database: a session-level advisory lock, released if the process dies.
+ADVISORY_LOCK_KEY = 0x5359_4E43_4153_5354  # "SYNCASST"
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TableResult:
+    key: TableKey
+    production_rows: int  # rows in the snapshot
+    staging_rows: int  # rows in staging after COMMIT
+    inserted: int
+    updated: int
+    deleted: int
+    bytes: int
+    copy_seconds: float
+    binary: bool
+    replaced_whole: bool
+    notes: tuple[str, ...] = ()
+
+
+@dataclass
+class SyncResult:
+    run_id: str
+    tables: dict[TableKey, TableResult] = field(default_factory=dict)
+    orphans: list[OrphanBackup] = field(default_factory=list)
+    sequences: dict[str, int] = field(default_factory=dict)
+    swap_seconds: float = 0.0
+    seconds: float = 0.0
+    plan: SyncPlan | None = None
+
+
+def _default_log(message: str) -> None:
+    logging.getLogger("sync_assets").info(message)
+
+
+def ensure_bookkeeping_schema(conn: psycopg.Connection) -> None:
+    try:
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(BOOKKEEPING_SCHEMA)))
+    except psycopg.errors.InsufficientPrivilege:
+        user = conn.info.user
+        raise SyncError(
+            f"the staging user '{user}' may not create the bookkeeping schema {BOOKKEEPING_SCHEMA}: grant it "
+            f"CREATE on the database, or run once: CREATE SCHEMA {BOOKKEEPING_SCHEMA} AUTHORIZATION {user}"
+        ) from None
+
+
+def drop_shadows(conn: psycopg.Connection, only: list[sql.Identifier] | None = None) -> int:
+    """Drop this run's shadows, or (only=None) every leftover of an interrupted run."""
+    if only is None:
+        rows = conn.execute(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = %s AND c.relkind = 'r' AND starts_with(c.relname, %s)",
+            (BOOKKEEPING_SCHEMA, SHADOW_PREFIX),
+        ).fetchall()
+        only = [sql.Identifier(BOOKKEEPING_SCHEMA, r[0]) for r in rows]
+    for ident in only:
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(ident))
+    return len(only)
+
+
+def acquire_run_lock(conn: psycopg.Connection) -> None:
+    got = conn.execute("SELECT pg_try_advisory_lock(%s)", (ADVISORY_LOCK_KEY,)).fetchone()
+    if not got or not got[0]:
+        raise BusyError("another sync is running against this staging database; try again when it has finished")
+
+
+def connect_both(source: Endpoint, target: Endpoint) -> tuple[psycopg.Connection, psycopg.Connection]:
+    """Open production (read-only) and staging; refuse when both are the same database."""
+    refuse_same_database(source, target)
+    prod = source.connect()
+    try:
+        staging = target.connect()
+    except BaseException:
+        prod.close()
+        raise
+    if server_identity(prod) == server_identity(staging):
+        prod.close()
+        staging.close()
+        raise SyncError(same_database_message(source, target))
+    return prod, staging
+
+
+def run_sync(
+    source: Endpoint,
+    target: Endpoint,
+    config: SyncConfig,
+    selection: set[TableKey] | None = None,
+    log: Log = _default_log,
+) -> SyncResult:
+    """Sync the selected tables (None: all) from production into staging, atomically."""
+    started = time.monotonic()
+    run_id = uuid.uuid4().hex
+    result = SyncResult(run_id=run_id)
+    prod, control = connect_both(source, target)
+    shadows: dict[TableKey, sql.Identifier] = {}
+    try:
+        acquire_run_lock(control)
+        ensure_bookkeeping_schema(control)
+        leftovers = drop_shadows(control)
+        if leftovers:
+            log(f"removed {leftovers} shadow table(s) left by an interrupted run")
+
+        begin_snapshot(prod)
+        snapshot_id = export_snapshot(prod) if config.workers > 1 else None
+        production = catalog_mod.introspect(prod, config.schemas)
+        staging = catalog_mod.introspect(control, None)
+        plan = build_plan(production, staging, config, selection)
+        result.plan = plan
+        for note in plan.notes:
+            log(note)
+        if not plan.tables:
+            return result
+        shadows = {tp.table_key: shadow_name(run_id[:12], i) for i, tp in enumerate(plan.tables)}
+        log(
+            f"syncing {len(plan.tables)} table(s) from production {source.describe()} to staging "
+            f"{target.describe()} in one snapshot"
+        )
+        copied: dict[TableKey, CopyStats] = extract(
+            prod, snapshot_id, source, target, list(plan.tables), shadows, config.workers, log
+        )
+        prod.execute("COMMIT")
+
+        swap_started = time.monotonic()
+        swapped = swap(control, plan, shadows, config.orphans, config.lock_timeout, run_id, log)
+        result.swap_seconds = time.monotonic() - swap_started
+        result.orphans = swapped.orphans
+        result.sequences = swapped.sequences
+        log(f"committed the swap of {len(plan.tables)} table(s) in {result.swap_seconds:.2f}s")
+
+        for tp in plan.tables:
+            stats = copied[tp.table_key]
+            changes = swapped.changes.get(tp.table_key, TableChanges())
+            count = control.execute(sql.SQL("SELECT count(*) FROM {}").format(target_relation(tp))).fetchone()
+            result.tables[tp.table_key] = TableResult(
+                key=tp.table_key,
+                production_rows=stats.rows,
+                staging_rows=int(count[0]) if count else 0,
+                inserted=changes.inserted,
+                updated=changes.updated,
+                deleted=changes.deleted,
+                bytes=stats.bytes,
+                copy_seconds=stats.seconds,
+                binary=tp.binary,
+                replaced_whole=changes.replaced_whole,
+                notes=tp.notes,
+            )
+    finally:
+        try:
+            if not control.closed and shadows:
+                drop_shadows(control, list(shadows.values()))
+        except psycopg.Error:
+            pass  # the next run removes them
+        prod.close()
+        control.close()
+    result.seconds = time.monotonic() - started
+    return result

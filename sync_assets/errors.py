@@ -1,0 +1,77 @@
+"""Errors of the sync engine, split into the ones worth retrying and the ones a person must fix."""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg import errors as pg_errors
+
+
+class SyncError(Exception):
+    """A permanent problem: retrying cannot help, the message says what to fix."""
+
+
+class ConfigError(SyncError):
+    """The YAML config or an environment variable is wrong."""
+
+
+class ConnectError(SyncError):
+    """A database cannot be reached or refuses the credentials."""
+
+
+class DriftError(SyncError):
+    """Production and staging disagree on a table's shape."""
+
+
+class SelectionError(SyncError):
+    """The selected tables cannot be synced on their own."""
+
+
+class OrphanError(SyncError):
+    """Preserved rows would lose their parent and the config says to fail."""
+
+
+class TransientError(Exception):
+    """A fault that a later attempt may not meet (lost connection, lock timeout, deadlock...)."""
+
+
+class BusyError(TransientError):
+    """Another sync holds the staging database."""
+
+
+# SQLSTATEs of faults that go away by themselves.
+_TRANSIENT_SQLSTATES = {
+    "40001",  # serialization_failure
+    "40P01",  # deadlock_detected
+    "55P03",  # lock_not_available (lock_timeout)
+    "57P01",  # admin_shutdown
+    "57P02",  # crash_shutdown
+    "57P03",  # cannot_connect_now
+    "53300",  # too_many_connections
+    "08000",
+    "08003",
+    "08006",
+}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for faults a retry may get past: lost connections, lock timeouts, deadlocks, serialization."""
+    if isinstance(exc, TransientError):
+        return True
+    if isinstance(exc, SyncError):
+        return False
+    if isinstance(exc, psycopg.Error):
+        sqlstate = getattr(exc, "sqlstate", None)
+        if sqlstate in _TRANSIENT_SQLSTATES:
+            return True
+        # A dropped socket surfaces as OperationalError without a SQLSTATE.
+        if sqlstate is None and isinstance(exc, psycopg.OperationalError | pg_errors.InterfaceError):
+            return True
+    return False
+
+
+def redact(text: str, secrets: list[str]) -> str:
+    """Replace every secret (passwords from URLs) found in text."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text

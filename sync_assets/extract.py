@@ -1,0 +1,186 @@
+"""Stream production tables, all from one snapshot, into unlogged shadow tables in staging with COPY."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+from sync_assets.connections import Endpoint
+from sync_assets.plan import TableKey, TablePlan
+
+BOOKKEEPING_SCHEMA = "sync_assets"
+SHADOW_PREFIX = "shadow_"
+PROGRESS_INTERVAL_SECONDS = 10.0
+
+# Text COPY depends on these; pin them on both ends so neither side's defaults can change a value.
+_TEXT_FORMAT_SETTINGS = (
+    "SET DateStyle = 'ISO, YMD'",
+    "SET IntervalStyle = 'postgres'",
+    "SET extra_float_digits = 3",
+    "SET bytea_output = 'hex'",
+    "SET TimeZone = 'UTC'",
+)
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class CopyStats:
+    rows: int
+    bytes: int
+    seconds: float
+
+
+class Cancelled(Exception):
+    """Another reader failed; this one stops."""
+
+
+def shadow_name(run_tag: str, index: int) -> sql.Identifier:
+    return sql.Identifier(BOOKKEEPING_SCHEMA, f"{SHADOW_PREFIX}{run_tag}_{index}")
+
+
+def source_relation(plan: TablePlan) -> sql.Composable:
+    """FROM ONLY for plain tables (inheritance children are tables of their own); partitioned tables whole."""
+    ident = sql.Identifier(plan.source.schema, plan.source.name)
+    return ident if plan.source.partitioned else sql.SQL("ONLY {}").format(ident)
+
+
+def begin_snapshot(conn: psycopg.Connection) -> None:
+    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+
+
+def export_snapshot(conn: psycopg.Connection) -> str | None:
+    """Export the open snapshot for more readers; None where the server cannot (e.g. some standbys)."""
+    try:
+        row = conn.execute("SELECT pg_export_snapshot()").fetchone()
+    except (psycopg.errors.FeatureNotSupported, psycopg.errors.ObjectNotInPrerequisiteState):
+        # The failed statement aborted the transaction: start a fresh snapshot for the single reader.
+        conn.execute("ROLLBACK")
+        begin_snapshot(conn)
+        return None
+    return str(row[0]) if row else None
+
+
+def prepare_session(conn: psycopg.Connection) -> None:
+    for stmt in _TEXT_FORMAT_SETTINGS:
+        conn.execute(stmt)
+
+
+def create_shadow(conn: psycopg.Connection, plan: TablePlan, shadow: sql.Identifier) -> None:
+    """An unlogged, constraint-free table with exactly staging's types for the copied columns."""
+    cols = sql.SQL(", ").join(sql.Identifier(c) for c in plan.columns)
+    target = sql.Identifier(plan.target.schema, plan.target.name)
+    conn.execute(sql.SQL("CREATE UNLOGGED TABLE {} AS SELECT {} FROM {} WITH NO DATA").format(shadow, cols, target))
+
+
+def copy_table(
+    source: psycopg.Connection,
+    target: psycopg.Connection,
+    plan: TablePlan,
+    shadow: sql.Identifier,
+    log: Log,
+    cancelled: threading.Event | None = None,
+) -> CopyStats:
+    """Pipe COPY TO STDOUT from production into COPY FROM STDIN of the shadow; chunks only, no rows."""
+    cols = sql.SQL(", ").join(sql.Identifier(c) for c in plan.columns)
+    fmt = sql.SQL("BINARY" if plan.binary else "TEXT")
+    out_stmt = sql.SQL("COPY (SELECT {} FROM {}) TO STDOUT (FORMAT {})").format(cols, source_relation(plan), fmt)
+    in_stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT {})").format(shadow, cols, fmt)
+    started = last_report = time.monotonic()
+    nbytes = 0
+    chunks = 0
+    with source.cursor() as src, target.cursor() as dst:
+        with src.copy(out_stmt) as out, dst.copy(in_stmt) as inp:
+            for chunk in out:
+                inp.write(chunk)
+                nbytes += len(chunk)
+                chunks += 1
+                if chunks % 4096 == 0:
+                    if cancelled is not None and cancelled.is_set():
+                        raise Cancelled(plan.qualified)
+                    now = time.monotonic()
+                    if now - last_report >= PROGRESS_INTERVAL_SECONDS:
+                        last_report = now
+                        log(f"copying {plan.qualified}: {chunks:,} rows, {nbytes / 1e6:,.1f} MB so far")
+        rows = dst.rowcount
+    return CopyStats(rows=max(rows, 0), bytes=nbytes, seconds=time.monotonic() - started)
+
+
+def extract(
+    lead: psycopg.Connection,
+    snapshot_id: str | None,
+    source: Endpoint,
+    target: Endpoint,
+    tables: list[TablePlan],
+    shadows: dict[TableKey, sql.Identifier],
+    workers: int,
+    log: Log,
+) -> dict[TableKey, CopyStats]:
+    """Copy every planned table into its shadow; several readers share the lead's exported snapshot.
+
+    Shadows are created and loaded in staging sessions of their own and committed there: they are
+    invisible to staging's users (bookkeeping schema) and only the swap touches real tables.
+    """
+    # Largest first, so one long table does not start last.
+    queue = sorted(tables, key=lambda t: (-t.source.size_bytes, t.table_key))
+    lock = threading.Lock()
+    cancelled = threading.Event()
+    stats: dict[TableKey, CopyStats] = {}
+
+    def load(reader: psycopg.Connection, writer: psycopg.Connection) -> None:
+        prepare_session(writer)
+        while not cancelled.is_set():
+            with lock:
+                if not queue:
+                    return
+                plan = queue.pop(0)
+            shadow = shadows[plan.table_key]
+            create_shadow(writer, plan, shadow)
+            result = copy_table(reader, writer, plan, shadow, log, cancelled)
+            writer.execute(sql.SQL("ANALYZE {}").format(shadow))
+            with lock:
+                stats[plan.table_key] = result
+            log(
+                f"copied {plan.qualified}: {result.rows:,} rows, {result.bytes / 1e6:,.1f} MB in "
+                f"{result.seconds:.2f}s ({'binary' if plan.binary else 'text'})"
+            )
+
+    def helper() -> None:
+        reader = source.connect()
+        try:
+            reader.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            reader.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot_id)))
+            prepare_session(reader)
+            with target.connect() as writer:
+                load(reader, writer)
+        finally:
+            reader.close()
+
+    prepare_session(lead)
+    n_helpers = min(workers, len(tables)) - 1 if snapshot_id else 0
+    if n_helpers <= 0:
+        with target.connect() as writer:
+            load(lead, writer)
+        return stats
+    with ThreadPoolExecutor(max_workers=n_helpers + 1, thread_name_prefix="sync-reader") as pool:
+
+        def lead_job() -> None:
+            with target.connect() as writer:
+                load(lead, writer)
+
+        futures = [pool.submit(lead_job)] + [pool.submit(helper) for _ in range(n_helpers)]
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        if any(f.exception() for f in done):
+            cancelled.set()
+        wait(futures)
+        errors = [f.exception() for f in futures if f.exception() is not None]
+        real = [e for e in errors if not isinstance(e, Cancelled)]
+        if real or errors:
+            raise (real or errors)[0]  # type: ignore[misc]
+    return stats

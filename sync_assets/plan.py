@@ -1,0 +1,289 @@
+"""Which tables a run syncs, in what order, with which columns; drift found before anything is touched."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from sync_assets.catalog import Catalog, Column, ForeignKey, OwnedSequence, Table
+from sync_assets.config import SyncConfig, TableRef
+from sync_assets.errors import ConfigError, DriftError, SelectionError
+from sync_assets.graph import acyclic_parents, fk_order
+
+TableKey = tuple[str, str]
+
+
+def qualified(key: TableKey) -> str:
+    return f"{key[0]}.{key[1]}"
+
+
+@dataclass(frozen=True)
+class Roles:
+    """What the config makes of each production table in the configured schemas."""
+
+    synced: tuple[TableKey, ...]  # in FK order
+    preserved: tuple[TableKey, ...]
+    excluded: tuple[TableKey, ...]
+    parents: dict[TableKey, list[TableKey]]  # synced table -> synced parents, cycle edges dropped
+
+
+def _resolve(ref: TableRef, catalog: Catalog, config: SyncConfig, key: str) -> TableKey:
+    if ref.schema is not None:
+        if ref.schema not in config.schemas:
+            raise ConfigError(
+                f"'{key}' names table {ref}, but schema '{ref.schema}' is not among the synced schemas "
+                f"({', '.join(config.schemas)})"
+            )
+        if catalog.get(ref.schema, ref.name) is None:
+            raise ConfigError(f"'{key}' names table {ref}, which production does not have")
+        return (ref.schema, ref.name)
+    found = [s for s in config.schemas if catalog.get(s, ref.name) is not None]
+    if not found:
+        raise ConfigError(
+            f"'{key}' names table '{ref.name}', which production does not have in schema(s) {', '.join(config.schemas)}"
+        )
+    if len(found) > 1:
+        raise ConfigError(
+            f"'{key}' names table '{ref.name}', which is in several schemas ({', '.join(found)}); "
+            "write it as schema.table"
+        )
+    return (found[0], ref.name)
+
+
+def resolve_roles(catalog: Catalog, config: SyncConfig) -> Roles:
+    """Split production's tables into synced, preserved and excluded; unknown names are ConfigErrors."""
+    preserved = {_resolve(r, catalog, config, "preserve") for r in config.preserve}
+    excluded = {_resolve(r, catalog, config, "exclude") for r in config.exclude}
+    synced = [t.key for t in catalog.in_schemas(config.schemas) if t.key not in preserved | excluded]
+    parents = {k: [fk.ref for fk in catalog.tables[k].foreign_keys] for k in synced}
+    order = fk_order(synced, parents)
+    return Roles(
+        synced=tuple(order),
+        preserved=tuple(sorted(preserved)),
+        excluded=tuple(sorted(excluded)),
+        parents=acyclic_parents(order, parents),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Column types
+
+
+_SIZED = re.compile(r"^(?P<name>[a-z ]+)(\((?P<args>[0-9, ]+)\))?(?P<array>(\[\])*)$")
+_INTEGERS = ["smallint", "integer", "bigint"]
+_TEXTS = {"text", "character varying", "character"}
+_TIMES = {"timestamp with time zone", "timestamp without time zone", "time without time zone"}
+
+
+def _split_type(type_name: str) -> tuple[str, list[int], str] | None:
+    m = _SIZED.match(type_name)
+    if not m:
+        return None
+    args = [int(a) for a in (m.group("args") or "").replace(" ", "").split(",") if a]
+    return m.group("name"), args, m.group("array")
+
+
+def types_compatible(source: str, target: str) -> bool:
+    """Whether every value of production's type loads into staging's type without loss."""
+    if source == target:
+        return True
+    s, t = _split_type(source), _split_type(target)
+    if s is None or t is None or s[2] != t[2]:
+        return False
+    (sname, sargs, _), (tname, targs, _) = s, t
+    if tname == "text" or (tname == "character varying" and not targs):
+        return sname in _TEXTS
+    if sname == tname == "character varying":
+        return bool(sargs) and targs[0] >= sargs[0]
+    if sname in _INTEGERS and tname in _INTEGERS:
+        return _INTEGERS.index(tname) >= _INTEGERS.index(sname)
+    if tname == "numeric":
+        if not targs:
+            return sname in _INTEGERS or sname == "numeric"
+        if sname == "numeric" and sargs:
+            sp, ss = sargs[0], (sargs[1] if len(sargs) > 1 else 0)
+            tp, ts = targs[0], (targs[1] if len(targs) > 1 else 0)
+            return ts >= ss and tp - ts >= sp - ss
+        return False
+    if (sname, tname) in {("real", "double precision"), ("json", "jsonb")}:
+        return True
+    # Fractional-second precision may grow, never shrink (6 when unspecified).
+    return sname == tname and sname in _TIMES and (targs or [6])[0] >= (sargs or [6])[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# The plan
+
+
+@dataclass(frozen=True)
+class TablePlan:
+    source: Table  # production's table
+    target: Table  # staging's table
+    columns: tuple[str, ...]  # copied, in staging's column order
+    key: tuple[str, ...]  # identifies rows; () means the table is replaced whole
+    binary: bool  # COPY in binary format
+    exact_columns: tuple[str, ...]  # compared with IS DISTINCT FROM
+    text_columns: tuple[str, ...]  # compared through their text form
+    update_columns: tuple[str, ...]  # set by UPDATE (not key, not identity ALWAYS)
+    overriding_system_value: bool  # staging has a copied identity ALWAYS column
+    sequences: tuple[OwnedSequence, ...]  # staging's sequences behind copied columns
+    extra_columns: tuple[str, ...]  # staging-only columns left to their defaults
+    notes: tuple[str, ...] = ()
+
+    @property
+    def table_key(self) -> TableKey:
+        return self.target.key
+
+    @property
+    def qualified(self) -> str:
+        return self.target.qualified
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A staging foreign key between a table of the run and a table outside it."""
+
+    table: Table  # the referencing table (staging)
+    fk: ForeignKey
+    role: str  # of the table outside the run: preserve, staging_only, unselected, exclude
+
+
+@dataclass(frozen=True)
+class SyncPlan:
+    tables: tuple[TablePlan, ...]  # FK order, parents first
+    children_outside: tuple[Reference, ...]  # tables outside the run pointing into it
+    parents_outside: tuple[Reference, ...]  # tables of the run pointing out of it
+    roles: Roles
+
+    def table(self, key: TableKey) -> TablePlan:
+        return next(t for t in self.tables if t.table_key == key)
+
+    @property
+    def notes(self) -> list[str]:
+        return [f"{t.qualified}: {n}" for t in self.tables for n in t.notes]
+
+
+def _plan_table(source: Table, target: Table | None, staging: Catalog, prod_enums: dict) -> TablePlan:
+    q = source.qualified
+    if target is None:
+        raise DriftError(
+            f"staging has no table {q} (production has it): create it in staging, or list it under 'exclude'"
+        )
+    notes: list[str] = []
+    for col in source.columns:
+        if target.column(col.name) is None:
+            if col.generated:
+                notes.append(f"production's generated column {col.name} is not in staging")
+                continue
+            raise DriftError(
+                f"column {q}.{col.name} ({col.type}) exists in production but not in staging: "
+                "add it to staging's table, or exclude the table"
+            )
+    copied: list[Column] = []
+    extra: list[str] = []
+    for col in target.columns:
+        src = source.column(col.name)
+        if src is None:
+            if col.not_null and not col.has_default and not col.generated and not col.identity:
+                raise DriftError(
+                    f"column {q}.{col.name} exists only in staging and is NOT NULL without a default, so "
+                    "rows from production cannot be inserted: give it a default or drop NOT NULL"
+                )
+            extra.append(col.name)
+            continue
+        if col.generated:
+            if not src.generated:
+                notes.append(f"column {col.name} is generated in staging, so production's values are not copied")
+            continue
+        if not types_compatible(src.type, col.type):
+            raise DriftError(
+                f"column {q}.{col.name} has incompatible types: {src.type} in production, {col.type} in staging"
+            )
+        if src.is_enum and col.is_enum:
+            src_labels = prod_enums.get(src.base_type, ())
+            missing = [lb for lb in src_labels if lb not in staging.enums.get(col.base_type, ())]
+            if missing:
+                raise DriftError(
+                    f"column {q}.{col.name}: staging's enum type {col.base_type} lacks label(s) "
+                    f"{', '.join(repr(m) for m in missing)} that production has"
+                )
+        copied.append(col)
+    if extra:
+        notes.append(f"staging-only column(s) {', '.join(extra)} keep their defaults")
+    names = tuple(c.name for c in copied)
+    key = source.row_key
+    if key and not set(key) <= set(names):
+        notes.append(f"row key ({', '.join(key)}) is not copied to staging, so the table is replaced whole")
+        key = ()
+    binary = all(
+        c.binary_portable and (s := source.column(c.name)) is not None and s.type == c.type and s.binary_portable
+        for c in copied
+    )
+    exact = tuple(c.name for c in copied if c.name not in key and c.exact_equality)
+    text = tuple(c.name for c in copied if c.name not in key and not c.exact_equality)
+    update = tuple(c.name for c in copied if c.name not in key and c.identity != "a")
+    if any(c.identity == "a" and c.name not in key for c in copied):
+        notes.append("identity ALWAYS columns outside the key are written on insert only")
+    sequences = tuple(s for s in target.sequences if s.column in names)
+    return TablePlan(
+        source=source,
+        target=target,
+        columns=names,
+        key=key,
+        binary=binary,
+        exact_columns=exact,
+        text_columns=text,
+        update_columns=update,
+        overriding_system_value=any(c.identity == "a" for c in copied),
+        sequences=sequences,
+        extra_columns=tuple(extra),
+        notes=tuple(notes),
+    )
+
+
+def build_plan(
+    production: Catalog,
+    staging: Catalog,
+    config: SyncConfig,
+    selection: set[TableKey] | None = None,
+) -> SyncPlan:
+    """Plan a run of the selected synced tables (None: all); raise on drift or a bad selection."""
+    roles = resolve_roles(production, config)
+    synced = set(roles.synced)
+    if selection is None:
+        selection = synced
+    wrong = sorted(selection - synced)
+    if wrong:
+        key = wrong[0]
+        why = (
+            "is preserved"
+            if key in roles.preserved
+            else "is excluded"
+            if key in roles.excluded
+            else "is not a production table of the synced schemas"
+        )
+        raise SelectionError(f"cannot sync {qualified(key)}: it {why} (reload the code location if the config changed)")
+    run = [k for k in roles.synced if k in selection]
+    tables = tuple(_plan_table(production.tables[k], staging.get(*k), staging, production.enums) for k in run)
+
+    in_run = set(run)
+
+    def role_of(key: TableKey) -> str:
+        if key in roles.preserved:
+            return "preserve"
+        if key in roles.excluded:
+            return "exclude"
+        if key in synced:
+            return "unselected"
+        return "staging_only"
+
+    children: list[Reference] = []
+    parents: list[Reference] = []
+    for plan in tables:
+        for table, fk in staging.referencing(*plan.table_key):
+            if table.key not in in_run:
+                children.append(Reference(table, fk, role_of(table.key)))
+        for fk in plan.target.foreign_keys:
+            if fk.ref not in in_run:
+                parents.append(Reference(plan.target, fk, role_of(fk.ref)))
+    return SyncPlan(tables=tables, children_outside=tuple(children), parents_outside=tuple(parents), roles=roles)

@@ -1,0 +1,154 @@
+"""Fixtures: one throwaway PostgreSQL cluster per session, fresh production/staging databases per test."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import psycopg
+import pytest
+
+from sync_assets.config import SyncConfig, parse_config
+from sync_assets.connections import PRODUCTION_ENV, STAGING_ENV, Endpoint
+from sync_assets.engine import SyncResult, run_sync
+from sync_assets_tests import cruise
+from sync_assets_tests.pgcluster import PROD_OWNER, PROD_READER, STAGING_OWNER, Cluster
+
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    c = Cluster.start()
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+def grant_reader(conn: psycopg.Connection) -> None:
+    """Give the read-only production role SELECT on everything, as a DBA would."""
+    schemas = [
+        r[0]
+        for r in conn.execute(
+            "SELECT nspname FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema'"
+        )
+    ]
+    for s in schemas:
+        conn.execute(f'GRANT USAGE ON SCHEMA "{s}" TO {PROD_READER[0]}')
+        conn.execute(f'GRANT SELECT ON ALL TABLES IN SCHEMA "{s}" TO {PROD_READER[0]}')
+
+
+@dataclass
+class Pair:
+    """A production and a staging database; URLs as the tool sees them (non-superuser roles)."""
+
+    cluster: Cluster
+    prod_db: str
+    staging_db: str
+
+    @property
+    def prod_url(self) -> str:
+        return self.cluster.url(self.prod_db, PROD_READER)
+
+    @property
+    def staging_url(self) -> str:
+        return self.cluster.url(self.staging_db, STAGING_OWNER)
+
+    @property
+    def source(self) -> Endpoint:
+        return Endpoint("production", PRODUCTION_ENV, self.prod_url)
+
+    @property
+    def target(self) -> Endpoint:
+        return Endpoint("staging", STAGING_ENV, self.staging_url)
+
+    def prod(self) -> psycopg.Connection:
+        """A writing session on production, as the application (not the tool) has."""
+        return self.cluster.connect(self.prod_db, PROD_OWNER)
+
+    def staging(self) -> psycopg.Connection:
+        return self.cluster.connect(self.staging_db, STAGING_OWNER)
+
+    def run_prod(self, statements: str) -> None:
+        with self.prod() as conn:
+            conn.execute(statements)
+            grant_reader(conn)
+
+    def run_staging(self, statements: str) -> None:
+        with self.staging() as conn:
+            conn.execute(statements)
+
+    def sync(self, config: SyncConfig | str | None = None, selection=None, log=None) -> SyncResult:
+        if isinstance(config, str):
+            config = parse_config(__import__("yaml").safe_load(config))
+        kwargs = {"log": log} if log else {}
+        return run_sync(self.source, self.target, config or SyncConfig(), selection, **kwargs)
+
+
+def _new_pair(cluster: Cluster, prod_template: str = "template0", staging_template: str = "template0") -> Pair:
+    n = next(_counter)
+    pid = os.getpid()
+    pair = Pair(cluster, f"prod_{pid}_{n}", f"staging_{pid}_{n}")
+    cluster.create_database(pair.prod_db, PROD_OWNER[0], prod_template)
+    cluster.create_database(pair.staging_db, STAGING_OWNER[0], staging_template)
+    return pair
+
+
+@pytest.fixture
+def pair(cluster: Cluster) -> Iterator[Pair]:
+    """Empty production and staging databases."""
+    p = _new_pair(cluster)
+    yield p
+    cluster.drop_database(p.prod_db)
+    cluster.drop_database(p.staging_db)
+
+
+@pytest.fixture(scope="session")
+def cruise_templates(cluster: Cluster) -> tuple[str, str]:
+    """Template databases with the cruise schema: production moved on, staging older with its own people."""
+    prod, staging = "tpl_cruise_prod", "tpl_cruise_staging"
+    cluster.create_database(prod, PROD_OWNER[0])
+    cluster.create_database(staging, STAGING_OWNER[0])
+    with cluster.connect(prod, PROD_OWNER) as conn:
+        conn.execute(cruise.SCHEMA)
+        conn.execute(cruise.DATA)
+        conn.execute(cruise.PRODUCTION_CHANGES)
+        conn.execute("ANALYZE")
+        grant_reader(conn)
+    with cluster.connect(staging, STAGING_OWNER) as conn:
+        conn.execute(cruise.SCHEMA)
+        conn.execute(cruise.DATA)
+        conn.execute(cruise.STAGING_OWN)
+    cluster.mark_template(prod)
+    cluster.mark_template(staging)
+    return prod, staging
+
+
+@pytest.fixture
+def cruise_pair(cluster: Cluster, cruise_templates: tuple[str, str]) -> Iterator[Pair]:
+    p = _new_pair(cluster, *cruise_templates)
+    yield p
+    cluster.drop_database(p.prod_db)
+    cluster.drop_database(p.staging_db)
+
+
+def table_rows(conn: psycopg.Connection, table: str, columns: list[str] | None = None) -> list[str]:
+    """Every row as text, sorted: equal lists mean equal tables, duplicates included."""
+    if columns is None:
+        columns = [
+            r[0]
+            for r in conn.execute(
+                "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0"
+                " AND NOT attisdropped ORDER BY attnum",
+                (table,),
+            )
+        ]
+    cols = ", ".join(f'"{c}"' for c in columns)
+    return [r[0] for r in conn.execute(f"SELECT ROW({cols})::text FROM {table} ORDER BY 1")]
+
+
+def snapshot_tables(conn: psycopg.Connection, tables: list[str]) -> dict[str, list[str]]:
+    return {t: table_rows(conn, t) for t in tables}
