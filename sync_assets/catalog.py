@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field
 
 import psycopg
+from psycopg import sql
 
 # Built-in types whose `=` holds only for identical values, so `IS DISTINCT FROM` finds every change.
 # Types such as numeric (1.0 = 1.00), interval ('1 day' = '24 hours'), jsonb, float (-0 = 0) or
@@ -82,6 +83,12 @@ class Table:
     @property
     def qualified(self) -> str:
         return f"{self.schema}.{self.name}"
+
+    def relation(self) -> sql.Composable:
+        """The table in a FROM clause: ONLY for plain tables, since inheritance children are tables of
+        their own; partitioned tables whole, since their rows live in the partitions."""
+        ident = sql.Identifier(self.schema, self.name)
+        return ident if self.partitioned else sql.SQL("ONLY {}").format(ident)
 
     def column(self, name: str) -> Column | None:
         return next((c for c in self.columns if c.name == name), None)

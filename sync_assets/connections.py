@@ -14,7 +14,7 @@ from sync_assets.errors import ConfigError, ConnectError, SyncError, redact
 PRODUCTION_ENV = "DATABASE_URL_PRODUCTION"
 STAGING_ENV = "DATABASE_URL_STAGING"
 APPLICATION_NAME = "sync_assets"
-DEFAULT_CONNECT_TIMEOUT = "10"
+DEFAULT_CONNECT_TIMEOUT = 10
 
 
 @dataclass(frozen=True)
@@ -76,11 +76,14 @@ class Endpoint:
     def redact(self, text: str) -> str:
         return redact(text, self.secrets)
 
-    def connect(self, *, autocommit: bool = True) -> psycopg.Connection:
-        """Open a session; production sessions are read-only before the first statement runs."""
+    def connect(self, *, autocommit: bool = True, timeout: int | None = None) -> psycopg.Connection:
+        """Open a session; production sessions are read-only before the first statement runs.
+
+        timeout caps connecting (seconds) unless the URL sets connect_timeout itself.
+        """
         extra: dict[str, str] = {"application_name": APPLICATION_NAME}
         if "connect_timeout" not in self.params:
-            extra["connect_timeout"] = DEFAULT_CONNECT_TIMEOUT
+            extra["connect_timeout"] = str(timeout or DEFAULT_CONNECT_TIMEOUT)
         try:
             conn = psycopg.connect(make_conninfo(self.url, **extra), autocommit=autocommit)
         except psycopg.Error as exc:

@@ -25,7 +25,7 @@ from sync_assets.extract import (
     shadow_name,
 )
 from sync_assets.plan import SyncPlan, TableKey, build_plan
-from sync_assets.swap import OrphanBackup, TableChanges, swap, target_relation
+from sync_assets.swap import OrphanBackup, TableChanges, swap
 
 # One sync at a time per staging database: a session-level advisory lock, released if the process dies.
 ADVISORY_LOCK_KEY = 0x5359_4E43_4153_5354  # "SYNCASST"
@@ -160,7 +160,7 @@ def run_sync(
         for tp in plan.tables:
             stats = copied[tp.table_key]
             changes = swapped.changes.get(tp.table_key, TableChanges())
-            count = control.execute(sql.SQL("SELECT count(*) FROM {}").format(target_relation(tp))).fetchone()
+            count = control.execute(sql.SQL("SELECT count(*) FROM {}").format(tp.target.relation())).fetchone()
             result.tables[tp.table_key] = TableResult(
                 key=tp.table_key,
                 production_rows=stats.rows,

@@ -45,12 +45,6 @@ def shadow_name(run_tag: str, index: int) -> sql.Identifier:
     return sql.Identifier(BOOKKEEPING_SCHEMA, f"{SHADOW_PREFIX}{run_tag}_{index}")
 
 
-def source_relation(plan: TablePlan) -> sql.Composable:
-    """FROM ONLY for plain tables (inheritance children are tables of their own); partitioned tables whole."""
-    ident = sql.Identifier(plan.source.schema, plan.source.name)
-    return ident if plan.source.partitioned else sql.SQL("ONLY {}").format(ident)
-
-
 def begin_snapshot(conn: psycopg.Connection) -> None:
     conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
 
@@ -90,7 +84,7 @@ def copy_table(
     """Pipe COPY TO STDOUT from production into COPY FROM STDIN of the shadow; chunks only, no rows."""
     cols = sql.SQL(", ").join(sql.Identifier(c) for c in plan.columns)
     fmt = sql.SQL("BINARY" if plan.binary else "TEXT")
-    out_stmt = sql.SQL("COPY (SELECT {} FROM {}) TO STDOUT (FORMAT {})").format(cols, source_relation(plan), fmt)
+    out_stmt = sql.SQL("COPY (SELECT {} FROM {}) TO STDOUT (FORMAT {})").format(cols, plan.source.relation(), fmt)
     in_stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT {})").format(shadow, cols, fmt)
     started = last_report = time.monotonic()
     nbytes = 0

@@ -23,6 +23,7 @@ from psycopg import sql
 
 from sync_assets.errors import OrphanError, SelectionError
 from sync_assets.plan import Reference, SyncPlan, TableKey, TablePlan, qualified
+from sync_assets.verify import count_orphans, orphan_condition
 
 Log = Callable[[str], None]
 MAX_IDENTIFIER = 63
@@ -56,12 +57,6 @@ def _ident(key: TableKey) -> sql.Identifier:
     return sql.Identifier(*key)
 
 
-def target_relation(plan: TablePlan) -> sql.Composable:
-    """ONLY for plain tables, so inheritance children (tables of their own) are left alone."""
-    ident = _ident(plan.table_key)
-    return ident if plan.target.partitioned else sql.SQL("ONLY {}").format(ident)
-
-
 def _cols(names: tuple[str, ...] | list[str], alias: str | None = None) -> sql.Composable:
     if alias is None:
         return sql.SQL(", ").join(sql.Identifier(n) for n in names)
@@ -73,10 +68,6 @@ def _match(left: str, left_cols: tuple[str, ...], right: str, right_cols: tuple[
         sql.SQL("{} = {}").format(sql.Identifier(left, a), sql.Identifier(right, b))
         for a, b in zip(left_cols, right_cols, strict=True)
     )
-
-
-def _not_null(alias: str, names: tuple[str, ...]) -> sql.Composable:
-    return sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(sql.Identifier(alias, n)) for n in names)
 
 
 def _changed(plan: TablePlan) -> sql.Composable:
@@ -106,6 +97,11 @@ def _comparable(plan: TablePlan, alias: str | None) -> sql.Composable:
     return sql.SQL(", ").join(out)
 
 
+def _asset_paths(keys: list[TableKey]) -> str:
+    """How the Dagster UI and CLI name these tables' assets."""
+    return ", ".join(f"staging/{schema}/{name}" for schema, name in sorted(set(keys)))
+
+
 def _fmt_sample(rows: list[tuple]) -> str:
     return "; ".join("(" + ", ".join("NULL" if v is None else str(v) for v in r) + ")" for r in rows)
 
@@ -120,44 +116,25 @@ def check_parents_outside(cur: psycopg.Cursor, plan: SyncPlan, shadows: dict[Tab
         tp = plan.table(ref.table.key)
         if not set(ref.fk.columns) <= set(tp.columns):
             continue
-        parent = sql.Identifier(ref.fk.ref_schema, ref.fk.ref_table)
-        cur.execute(
-            sql.SQL(
-                "SELECT {cols} FROM {shadow} s WHERE {nn} AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE {match})"
-            ).format(
-                cols=_cols(ref.fk.columns, "s"),
-                shadow=shadows[tp.table_key],
-                nn=_not_null("s", ref.fk.columns),
-                parent=parent,
-                match=_match("p", ref.fk.ref_columns, "s", ref.fk.columns),
-            )
-        )
-        missing = cur.fetchall()
-        if missing:
-            problems.append((ref, missing))
+        counted = count_orphans(cur, shadows[tp.table_key], ref.fk)
+        if counted.rows:
+            problems.append((ref, counted))
     if not problems:
         return
-    ref, rows = problems[0]
+    ref, counted = problems[0]
     parent = qualified(ref.fk.ref)
+    sample = _fmt_sample(list(counted.sample))
     if ref.role == "unselected":
-        to_add = sorted({qualified(r.fk.ref) for r, _ in problems if r.role == "unselected"})
+        to_add = _asset_paths([r.fk.ref for r, _ in problems if r.role == "unselected"])
         raise SelectionError(
-            f"{qualified(ref.table.key)} has {len(rows)} row(s) referencing {parent} rows that staging lacks "
-            f"(e.g. {', '.join(ref.fk.columns)} = {_fmt_sample(rows[:3])}); add "
-            f"{', '.join('staging/' + t.replace('.', '/') for t in to_add)} to the selection"
+            f"{qualified(ref.table.key)} has {counted.rows} row(s) referencing {parent} rows that staging lacks "
+            f"(e.g. {', '.join(ref.fk.columns)} = {sample}); add "
+            f"{to_add} to the selection"
         )
     raise SelectionError(
-        f"{qualified(ref.table.key)} has {len(rows)} row(s) referencing {parent} rows that staging lacks "
-        f"(e.g. {', '.join(ref.fk.columns)} = {_fmt_sample(rows[:3])}), and {parent} is "
+        f"{qualified(ref.table.key)} has {counted.rows} row(s) referencing {parent} rows that staging lacks "
+        f"(e.g. {', '.join(ref.fk.columns)} = {sample}), and {parent} is "
         f"{'preserved' if ref.role == 'preserve' else 'not synced'} ({ref.role}), so the sync cannot add them"
-    )
-
-
-def _orphan_condition(ref: Reference, tp: TablePlan, shadow: sql.Identifier) -> sql.Composable:
-    return sql.SQL("{nn} AND NOT EXISTS (SELECT 1 FROM {shadow} s WHERE {match})").format(
-        nn=_not_null("c", ref.fk.columns),
-        shadow=shadow,
-        match=_match("s", ref.fk.ref_columns, "c", ref.fk.columns),
     )
 
 
@@ -214,23 +191,16 @@ def handle_children_outside(
         tp = plan.table(ref.fk.ref)
         if not set(ref.fk.ref_columns) <= set(tp.columns):
             continue
-        cond = _orphan_condition(ref, tp, shadows[tp.table_key])
-        cur.execute(sql.SQL("SELECT count(*) FROM ONLY {} c WHERE {}").format(_ident(ref.table.key), cond))
-        count = cur.fetchone()[0]
-        if count:
-            cur.execute(
-                sql.SQL("SELECT {} FROM ONLY {} c WHERE {} LIMIT 3").format(
-                    _cols(ref.fk.columns, "c"), _ident(ref.table.key), cond
-                )
-            )
-            found.append((ref, tp, count, cur.fetchall()))
+        counted = count_orphans(cur, ref.table.relation(), ref.fk, shadows[tp.table_key])
+        if counted.rows:
+            found.append((ref, tp, counted.rows, list(counted.sample)))
     blocked = [f for f in found if f[0].role in ("unselected", "exclude")]
     if blocked:
         ref, tp, count, sample = blocked[0]
         what = qualified(ref.table.key)
         if ref.role == "unselected":
-            to_add = sorted({qualified(f[0].table.key) for f in blocked if f[0].role == "unselected"})
-            fix = f"add {', '.join('staging/' + t.replace('.', '/') for t in to_add)} to the selection"
+            to_add = _asset_paths([f[0].table.key for f in blocked if f[0].role == "unselected"])
+            fix = f"add {to_add} to the selection"
         else:
             fix = f"{what} is excluded, so its rows cannot change: preserve it instead, or sync it"
         raise SelectionError(
@@ -249,7 +219,7 @@ def handle_children_outside(
         backup = _ensure_backup_table(cur, ref.table.key, stamp)
         child = _ident(ref.table.key)
         cols = [c.name for c in ref.table.columns]
-        cond = _orphan_condition(ref, tp, shadows[tp.table_key])
+        cond = orphan_condition(ref.fk, shadows[tp.table_key])
         reason = f"{ref.fk.name}: referenced {tp.qualified} rows that production no longer has"
         cur.execute(
             sql.SQL(
@@ -270,7 +240,7 @@ def handle_children_outside(
 def _upsert(cur: psycopg.Cursor, tp: TablePlan, shadow: sql.Identifier, changes: TableChanges) -> None:
     if not tp.key:
         return
-    rel = target_relation(tp)
+    rel = tp.target.relation()
     if tp.update_columns:
         cur.execute(
             sql.SQL("UPDATE {rel} t SET {sets} FROM {shadow} s WHERE {match} AND ({changed})").format(
@@ -302,7 +272,7 @@ def _upsert(cur: psycopg.Cursor, tp: TablePlan, shadow: sql.Identifier, changes:
 
 
 def _delete(cur: psycopg.Cursor, tp: TablePlan, shadow: sql.Identifier, changes: TableChanges) -> None:
-    rel = target_relation(tp)
+    rel = tp.target.relation()
     if tp.key:
         cur.execute(
             sql.SQL("DELETE FROM {rel} t WHERE NOT EXISTS (SELECT 1 FROM {shadow} s WHERE {match})").format(
@@ -379,7 +349,7 @@ def advance_sequences(cur: psycopg.Cursor, plan: SyncPlan) -> dict[str, int]:
             agg = sql.SQL("max" if seq.increment > 0 else "min")
             cur.execute(
                 sql.SQL("SELECT {agg}({col})::bigint FROM {rel}").format(
-                    agg=agg, col=sql.Identifier(seq.column), rel=target_relation(tp)
+                    agg=agg, col=sql.Identifier(seq.column), rel=tp.target.relation()
                 )
             )
             extreme = cur.fetchone()[0]

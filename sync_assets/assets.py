@@ -1,0 +1,319 @@
+"""The Dagster assets: one subsettable multi-asset for every synced table, and the preserved tables' checks.
+
+One op syncs every selected table so that they share one production snapshot and one staging swap
+transaction; each table is still its own asset with its own deps, metadata and checks.
+"""
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from dagster import (
+    AssetCheckKey,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    AssetSpec,
+    Backoff,
+    Failure,
+    Jitter,
+    MaterializeResult,
+    MetadataValue,
+    RetryPolicy,
+    multi_asset,
+    multi_asset_check,
+)
+from dagster import AssetChecksDefinition as ChecksDefinition
+
+from sync_assets.catalog import Catalog, Table
+from sync_assets.catalog_cache import LoadedCatalog
+from sync_assets.config import SyncConfig
+from sync_assets.connections import Endpoint
+from sync_assets.engine import SyncResult, run_sync
+from sync_assets.errors import SyncError, is_transient, redact
+from sync_assets.plan import Roles, TableKey, resolve_roles
+from sync_assets.report import column_schema, orphan_summary, table_metadata
+from sync_assets.resources import ProductionDatabase, StagingDatabase
+from sync_assets.verify import count_orphans, count_rows
+
+ROW_COUNT_CHECK = "row_count_matches"
+NO_ORPHANS_CHECK = "no_orphans"
+SYNC_OP_NAME = "sync_staging"
+KIND = "postgres"
+
+
+def staging_key(key: TableKey) -> AssetKey:
+    return AssetKey(["staging", key[0], key[1]])
+
+
+def production_key(key: TableKey) -> AssetKey:
+    return AssetKey(["production", key[0], key[1]])
+
+
+def table_of(asset_key: AssetKey) -> TableKey:
+    return (asset_key.path[1], asset_key.path[2])
+
+
+def failure_for(exc: BaseException, *endpoints: Endpoint) -> Failure:
+    """One clear sentence for the UI; permanent faults skip the retry policy, transient ones use it."""
+    secrets = [s for e in endpoints for s in e.secrets]
+    text = redact(str(exc), secrets).strip()
+    if isinstance(exc, SyncError):
+        return Failure(description=text, allow_retries=False)
+    if is_transient(exc):
+        return Failure(
+            description=f"transient fault, staging left unchanged; the run is retried: {text}", allow_retries=True
+        )
+    if isinstance(exc, psycopg.Error):
+        state = f" (SQLSTATE {exc.sqlstate})" if exc.sqlstate else ""
+        return Failure(
+            description=f"the database refused the sync{state}, staging left unchanged: {text}",
+            allow_retries=False,
+        )
+    return Failure(description=f"unexpected {type(exc).__name__}, staging left unchanged: {text}", allow_retries=False)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What the catalog and config make of production's tables, as the asset graph shows them."""
+
+    catalog: Catalog
+    roles: Roles
+    checked_preserved: tuple[TableKey, ...]  # preserved tables with foreign keys to check
+
+    @classmethod
+    def build(cls, catalog: Catalog, config: SyncConfig) -> "Layout":
+        roles = resolve_roles(catalog, config)
+        return cls(catalog, roles, tuple(k for k in roles.preserved if catalog.tables[k].foreign_keys))
+
+
+def _description(table: Table, note: str | None) -> str:
+    text = table.comment or f"Production table {table.qualified}, kept in step in staging by sync_assets."
+    return f"{text}\n\n{note}" if note else text
+
+
+def _row_count_check(
+    context: AssetExecutionContext,
+    check_key: AssetCheckKey,
+    result: SyncResult | None,
+    counts: Callable[[TableKey], tuple[int, int]],
+) -> AssetCheckResult:
+    key = table_of(check_key.asset_key)
+    if result is not None and key in result.tables:
+        production_rows, staging_rows = result.tables[key].production_rows, result.tables[key].staging_rows
+        basis = "the snapshot this run copied"
+    else:
+        production_rows, staging_rows = counts(key)
+        basis = "production now (this run did not sync the table)"
+    passed = production_rows == staging_rows
+    return AssetCheckResult(
+        asset_key=check_key.asset_key,
+        check_name=check_key.name,
+        passed=passed,
+        severity=AssetCheckSeverity.ERROR,
+        description=(
+            f"staging has {staging_rows:,} rows, {basis} has {production_rows:,}"
+            + ("" if passed else f" (difference {staging_rows - production_rows:+,})")
+        ),
+        metadata={
+            "staging_rows": MetadataValue.int(staging_rows),
+            "production_rows": MetadataValue.int(production_rows),
+            "difference": MetadataValue.int(staging_rows - production_rows),
+        },
+    )
+
+
+def build_sync_assets(
+    loaded: LoadedCatalog, config: SyncConfig, config_loader: Callable[[], SyncConfig]
+) -> tuple[list[AssetsDefinition | AssetSpec], list[ChecksDefinition], list[AssetKey], list[AssetCheckKey]]:
+    """Assets, checks, and the keys sync_job runs: the synced tables and the preserved tables' checks."""
+    if loaded.catalog is None:
+        return [], [], [], []
+    layout = Layout.build(loaded.catalog, config)
+    catalog, roles = layout.catalog, layout.roles
+    note = loaded.note if loaded.source != "live" else None
+
+    specs = []
+    for key in roles.synced:
+        table = catalog.tables[key]
+        specs.append(
+            AssetSpec(
+                key=staging_key(key),
+                deps=[staging_key(p) for p in roles.parents[key]] + [production_key(key)],
+                description=_description(table, note),
+                group_name=key[0],
+                kinds={KIND},
+                metadata={
+                    "dagster/table_name": f"{key[0]}.{key[1]}",
+                    "dagster/column_schema": column_schema(table),
+                    "catalog": loaded.source,
+                },
+                tags={"sync_assets/role": "synced"},
+            )
+        )
+    check_specs = [
+        AssetCheckSpec(
+            ROW_COUNT_CHECK,
+            asset=staging_key(key),
+            description="Staging's rows after the run equal production's rows in the snapshot the run read.",
+        )
+        for key in roles.synced
+    ]
+    external = [
+        AssetSpec(
+            key=production_key(key),
+            description=_description(catalog.tables[key], None),
+            group_name=f"production_{key[0]}",
+            kinds={KIND},
+            tags={"sync_assets/role": "source"},
+        )
+        for key in roles.synced
+    ]
+    shown = set(roles.synced) | set(roles.preserved)
+
+    def parents(key: TableKey) -> list[AssetKey]:
+        return sorted(
+            {staging_key(fk.ref) for fk in catalog.tables[key].foreign_keys if fk.ref in shown and fk.ref != key}
+        )
+
+    preserved_specs = [
+        AssetSpec(
+            key=staging_key(key),
+            deps=parents(key),
+            description=(
+                f"Staging's own {key[0]}.{key[1]}: preserved, never overwritten by the sync. Rows that would lose "
+                "their parent are backed up to the _backup table, then removed (per the 'orphans' setting)."
+            ),
+            group_name=key[0],
+            kinds={KIND},
+            metadata={"dagster/column_schema": column_schema(catalog.tables[key])},
+            tags={"sync_assets/role": "preserved"},
+        )
+        for key in roles.preserved
+    ]
+
+    retry = RetryPolicy(
+        max_retries=config.retries,
+        delay=config.retry_delay_seconds,
+        backoff=Backoff.EXPONENTIAL,
+        jitter=Jitter.PLUS_MINUS,
+    )
+
+    @multi_asset(
+        name=SYNC_OP_NAME,
+        specs=specs,
+        check_specs=check_specs,
+        can_subset=True,
+        retry_policy=retry,
+        op_tags={"sync_assets/lock": "staging"},
+    )
+    def sync_staging(
+        context: AssetExecutionContext, production: ProductionDatabase, staging: StagingDatabase
+    ) -> Iterator[Any]:
+        try:
+            source, target = production.endpoint(), staging.endpoint()
+            run_config = config_loader()
+        except SyncError as exc:
+            raise failure_for(exc) from None
+        selected = {table_of(k) for k in context.selected_asset_keys}
+        result: SyncResult | None = None
+        try:
+            if selected:
+                result = run_sync(source, target, run_config, selected, log=context.log.info)
+        except Exception as exc:
+            failure = failure_for(exc, source, target)
+            if isinstance(exc, SyncError):
+                raise failure from None
+            raise failure from exc
+        if result is not None:
+            assert result.plan is not None
+            if result.orphans:
+                context.log.warning(orphan_summary(result.orphans))
+            for tp in result.plan.tables:
+                yield MaterializeResult(
+                    asset_key=staging_key(tp.table_key),
+                    metadata=table_metadata(
+                        result.tables[tp.table_key], tp.target, target.dbname, result, source.describe()
+                    ),
+                )
+
+        def fresh_counts(key: TableKey) -> tuple[int, int]:
+            table = catalog.tables[key]
+            try:
+                with source.connect() as prod, target.connect() as stag:
+                    return count_rows(prod, table), count_rows(stag, table)
+            except Exception as exc:
+                raise failure_for(exc, source, target) from None
+
+        for check_key in sorted(context.selected_asset_check_keys, key=lambda k: k.asset_key.to_string()):
+            yield _row_count_check(context, check_key, result, fresh_counts)
+
+    assets: list[AssetsDefinition | AssetSpec] = [sync_staging, *external, *preserved_specs]
+    checks: list[ChecksDefinition] = []
+    orphan_check_keys: list[AssetCheckKey] = []
+    if layout.checked_preserved:
+        orphan_specs = [
+            AssetCheckSpec(
+                NO_ORPHANS_CHECK,
+                asset=staging_key(key),
+                additional_deps=parents(key),
+                description="No row references a row that staging lacks (every foreign key of the table).",
+            )
+            for key in layout.checked_preserved
+        ]
+        orphan_check_keys = [s.key for s in orphan_specs]
+
+        @multi_asset_check(name="preserved_tables_no_orphans", specs=orphan_specs, can_subset=True)
+        def preserved_no_orphans(context, staging: StagingDatabase) -> Iterator[AssetCheckResult]:
+            target = staging.endpoint()
+            try:
+                conn = target.connect()
+            except SyncError as exc:
+                raise failure_for(exc) from None
+            with conn:
+                for check_key in sorted(context.selected_asset_check_keys, key=lambda k: k.asset_key.to_string()):
+                    yield _orphans_check(conn, catalog.tables[table_of(check_key.asset_key)], check_key)
+
+        checks.append(preserved_no_orphans)
+    return assets, checks, [staging_key(k) for k in roles.synced], orphan_check_keys
+
+
+def _orphans_check(conn: psycopg.Connection, table: Table, check_key: AssetCheckKey) -> AssetCheckResult:
+    counted = []
+    try:
+        with conn.transaction(), conn.cursor() as cur:
+            counted = [count_orphans(cur, table.relation(), fk) for fk in table.foreign_keys]
+    except psycopg.Error as exc:
+        return AssetCheckResult(
+            asset_key=check_key.asset_key,
+            check_name=check_key.name,
+            passed=False,
+            severity=AssetCheckSeverity.ERROR,
+            description=f"could not check {table.qualified} in staging: {str(exc).splitlines()[0]}",
+        )
+    total = sum(c.rows for c in counted)
+    bad = [c for c in counted if c.rows]
+    return AssetCheckResult(
+        asset_key=check_key.asset_key,
+        check_name=check_key.name,
+        passed=total == 0,
+        severity=AssetCheckSeverity.ERROR,
+        description=(
+            f"every row of {table.qualified} finds its parent rows in staging"
+            if not bad
+            else "; ".join(
+                f"{c.rows} row(s) reference missing {c.parent} rows via {c.constraint} "
+                f"({', '.join(c.columns)} e.g. {', '.join(str(s) for s in c.sample)})"
+                for c in bad
+            )
+        ),
+        metadata={
+            "orphan_rows": MetadataValue.int(total),
+            "foreign_keys_checked": MetadataValue.int(len(counted)),
+            **{f"orphans_via_{c.constraint}": MetadataValue.int(c.rows) for c in counted},
+        },
+    )

@@ -1,0 +1,63 @@
+"""Dagster metadata for what a run did: standard keys for the UI, plain numbers so it plots them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dagster import MetadataValue, TableColumn, TableColumnConstraints, TableSchema
+
+from sync_assets.catalog import Table
+from sync_assets.engine import SyncResult, TableResult
+from sync_assets.swap import OrphanBackup
+
+
+def column_schema(table: Table) -> TableSchema:
+    unique = {k[0] for k in (table.primary_key, *table.unique_keys) if len(k) == 1}
+    return TableSchema(
+        columns=[
+            TableColumn(
+                name=c.name,
+                type=c.type,
+                description=("generated" if c.generated else "identity always" if c.identity == "a" else None),
+                constraints=TableColumnConstraints(nullable=not c.not_null, unique=c.name in unique),
+            )
+            for c in table.columns
+        ]
+    )
+
+
+def table_metadata(
+    table: TableResult, target: Table, staging_db: str, result: SyncResult, source: str
+) -> dict[str, Any]:
+    seconds = table.copy_seconds + result.swap_seconds
+    rate = table.production_rows / table.copy_seconds if table.copy_seconds > 0 else 0.0
+    backed_up = sum(o.rows for o in result.orphans if o.references == table.key)
+    meta: dict[str, Any] = {
+        "dagster/row_count": MetadataValue.int(table.staging_rows),
+        "dagster/table_name": MetadataValue.text(f"{staging_db}.{target.schema}.{target.name}"),
+        "dagster/column_schema": MetadataValue.table_schema(column_schema(target)),
+        "production_rows": MetadataValue.int(table.production_rows),
+        "rows_inserted": MetadataValue.int(table.inserted),
+        "rows_updated": MetadataValue.int(table.updated),
+        "rows_deleted": MetadataValue.int(table.deleted),
+        "bytes_copied": MetadataValue.int(table.bytes),
+        "seconds": MetadataValue.float(round(seconds, 4)),
+        "copy_seconds": MetadataValue.float(round(table.copy_seconds, 4)),
+        "swap_seconds": MetadataValue.float(round(result.swap_seconds, 4)),
+        "rows_per_second": MetadataValue.float(round(rate, 1)),
+        "preserved_rows_backed_up": MetadataValue.int(backed_up),
+        "copy_format": MetadataValue.text("binary" if table.binary else "text"),
+        "replaced_whole": MetadataValue.bool(table.replaced_whole),
+        "source": MetadataValue.text(source),
+        "sync_run_id": MetadataValue.text(result.run_id),
+    }
+    if table.notes:
+        meta["notes"] = MetadataValue.md("\n".join(f"- {n}" for n in table.notes))
+    return meta
+
+
+def orphan_summary(orphans: list[OrphanBackup]) -> str:
+    return "; ".join(
+        f"{o.rows} row(s) of {o.table[0]}.{o.table[1]} moved to {o.backup_table[0]}.{o.backup_table[1]}"
+        for o in orphans
+    )
