@@ -164,7 +164,9 @@ _SYSTEM_SCHEMA_FILTER = """
 
 _TABLES_SQL = f"""
 SELECT c.oid, n.nspname, c.relname, c.relkind = 'p', obj_description(c.oid, 'pg_class'),
-       greatest(c.reltuples, 0)::bigint, pg_table_size(c.oid)
+       greatest(c.reltuples, 0)::bigint,
+       -- From the statistics, not pg_table_size(): that would lock every table, and wait behind DDL.
+       c.relpages::bigint * current_setting('block_size')::bigint
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
   AND {_SYSTEM_SCHEMA_FILTER}

@@ -35,6 +35,9 @@ class Endpoint:
                 f"{self.env_var} is not a valid PostgreSQL URL for the {self.side} database "
                 "(expected postgresql://user:password@host:port/dbname)"
             ) from None
+        port = str(params.get("port") or "")
+        if port and not all(p.strip().isdigit() for p in port.split(",")):
+            raise ConfigError(f"{self.env_var} has an invalid port for the {self.side} database: expected a number")
         object.__setattr__(self, "_params", params)
 
     @property
@@ -93,6 +96,8 @@ class Endpoint:
                 # Set in the session, not the startup packet: poolers reject unknown startup options.
                 conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
                 conn.execute("SET default_transaction_read_only = on")
+                if not autocommit:
+                    conn.commit()  # a SET rolled back with its transaction would be undone
         except psycopg.Error as exc:
             conn.close()
             raise ConnectError(self._explain(exc)) from None

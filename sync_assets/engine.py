@@ -124,6 +124,10 @@ def run_sync(
     prod, control = connect_both(source, target)
     shadows: dict[TableKey, sql.Identifier] = {}
     try:
+        if control.info.server_version >= 140000:
+            # Should this process die while the swap waits on a lock, the server notices within a second
+            # and rolls back, instead of holding row locks until the lock comes through.
+            control.execute("SET client_connection_check_interval = '1s'")
         acquire_run_lock(control)
         ensure_bookkeeping_schema(control)
         leftovers = drop_shadows(control)

@@ -76,12 +76,27 @@ def fk_order(nodes: Iterable[K], parents: Mapping[K, Iterable[K]]) -> list[K]:
     order: list[K] = []
     while ready:
         _, i = heapq.heappop(ready)
-        order.extend(comps[i])
+        order.extend(_order_cycle(comps[i], par))
         for c in sorted(children[i]):
             waiting[c].discard(i)
             if not waiting[c]:
                 heapq.heappush(ready, (comps[c][0], c))
     return order
+
+
+def _order_cycle(members: list[K], parents: Mapping[K, set[K]]) -> list[K]:
+    """Order the members of one cycle dropping few edges: place whatever has all its parents placed,
+    and when nothing has, the member with the fewest unplaced parents (ties by sort order)."""
+    if len(members) == 1:
+        return members
+    left = set(members)
+    placed: list[K] = []
+    while left:
+        waiting = {m: len(parents[m] & left) for m in left}
+        pick = min(left, key=lambda m: (waiting[m], m))
+        placed.append(pick)
+        left.discard(pick)
+    return placed
 
 
 def acyclic_parents(order: list[K], parents: Mapping[K, Iterable[K]]) -> dict[K, list[K]]:

@@ -69,7 +69,8 @@ def resolve_roles(catalog: Catalog, config: SyncConfig) -> Roles:
 # Column types
 
 
-_SIZED = re.compile(r"^(?P<name>[a-z ]+)(\((?P<args>[0-9, ]+)\))?(?P<array>(\[\])*)$")
+# format_type() spellings: "numeric(10,2)", "timestamp(3) with time zone", "character varying(5)[]".
+_SIZED = re.compile(r"^(?P<head>[a-z ]+?)(\((?P<args>[0-9, ]+)\))?(?P<tail>( [a-z ]+)?)(?P<array>(\[\])*)$")
 _INTEGERS = ["smallint", "integer", "bigint"]
 _TEXTS = {"text", "character varying", "character"}
 _TIMES = {"timestamp with time zone", "timestamp without time zone", "time without time zone"}
@@ -80,7 +81,7 @@ def _split_type(type_name: str) -> tuple[str, list[int], str] | None:
     if not m:
         return None
     args = [int(a) for a in (m.group("args") or "").replace(" ", "").split(",") if a]
-    return m.group("name"), args, m.group("array")
+    return m.group("head") + m.group("tail"), args, m.group("array")
 
 
 def types_compatible(source: str, target: str) -> bool:

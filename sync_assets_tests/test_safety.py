@@ -1,0 +1,245 @@
+"""Faults at the worst moments: a killed process, a dropped connection, readers during the swap."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from sync_assets.connections import PRODUCTION_ENV, STAGING_ENV
+from sync_assets.errors import is_transient
+from sync_assets_tests import cruise
+from sync_assets_tests.conftest import Pair, snapshot_tables
+
+pytestmark = pytest.mark.faults
+
+ALL_STAGING = [*cruise.SYNCED, *cruise.PRESERVED]
+# Long enough that the swap waits for the test's row lock instead of timing out.
+PATIENT = cruise.CONFIG_YAML + "lock_timeout: 120s\nretries: 0\n"
+
+RUNNER = """
+import sys
+from sync_assets.config import load_config
+from sync_assets.connections import Endpoint
+from sync_assets.engine import run_sync
+run_sync(Endpoint("production", "DATABASE_URL_PRODUCTION", sys.argv[1]),
+         Endpoint("staging", "DATABASE_URL_STAGING", sys.argv[2]), load_config(sys.argv[3]),
+         log=lambda m: print(m, flush=True))
+print("SYNC DONE", flush=True)
+"""
+
+
+def wait_for(predicate: Callable[[], object], what: str, timeout: float = 60.0) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def sync_backends(pair: Pair, dbname: str, waiting_on_lock: bool) -> list[int]:
+    with pair.cluster.connect() as admin:
+        rows = admin.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = 'sync_assets' AND datname = %s"
+            " AND (NOT %s OR wait_event_type = 'Lock')",
+            (dbname, waiting_on_lock),
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+def shadow_tables(pair: Pair) -> list[str]:
+    with pair.staging() as conn:
+        return [
+            r[0]
+            for r in conn.execute(
+                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname = 'sync_assets' ORDER BY 1"
+            )
+        ]
+
+
+@contextmanager
+def staging_row_lock(pair: Pair, statement: str) -> Iterator[None]:
+    """Hold a row lock in staging that the swap will need, so it pauses mid-transaction."""
+    with pair.staging() as conn:
+        conn.execute("BEGIN")
+        conn.execute(statement)
+        try:
+            yield
+        finally:
+            conn.execute("ROLLBACK")
+
+
+def start_runner(pair: Pair, config_path: Path, log_path: Path) -> subprocess.Popen:
+    env = {**os.environ, PRODUCTION_ENV: "", STAGING_ENV: ""}
+    return subprocess.Popen(
+        [sys.executable, "-c", RUNNER, pair.prod_url, pair.staging_url, str(config_path)],
+        stdout=log_path.open("w"),
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+
+
+def test_killed_during_swap_leaves_staging_unchanged_and_readers_see_old_rows(cruise_pair: Pair, tmp_path: Path):
+    config = tmp_path / "sync.yaml"
+    config.write_text(PATIENT)
+    with cruise_pair.staging() as staging:
+        before = snapshot_tables(staging, ALL_STAGING)
+
+    # pricing is applied after cruises, itineraries and the orphan backup: all of those are
+    # already written inside the swap transaction when it waits for this lock.
+    with staging_row_lock(cruise_pair, "SELECT * FROM pricing WHERE cruise_id = 10 FOR UPDATE"):
+        proc = start_runner(cruise_pair, config, tmp_path / "run.log")
+        try:
+            wait_for(lambda: sync_backends(cruise_pair, cruise_pair.staging_db, True), "the swap to wait on the lock")
+            # A reader in the middle of the swap is not blocked and sees exactly the old state.
+            with cruise_pair.staging() as reader:
+                reader.execute("SET statement_timeout = '5s'")
+                assert snapshot_tables(reader, ALL_STAGING) == before
+                assert reader.execute("SELECT to_regclass('quote_requests_backup')").fetchone()[0] is None
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    wait_for(lambda: not sync_backends(cruise_pair, cruise_pair.staging_db, False), "the killed sessions to end")
+
+    with cruise_pair.staging() as staging:
+        assert snapshot_tables(staging, ALL_STAGING) == before
+        assert staging.execute("SELECT to_regclass('quote_requests_backup')").fetchone()[0] is None
+    leftovers = shadow_tables(cruise_pair)
+    assert leftovers and all(name.startswith("shadow_") for name in leftovers)
+
+    logs: list[str] = []
+    cruise_pair.sync(cruise.CONFIG_YAML, log=logs.append)
+    assert f"removed {len(leftovers)} shadow table(s) left by an interrupted run" in logs
+    assert shadow_tables(cruise_pair) == []
+    with cruise_pair.prod() as prod, cruise_pair.staging() as staging:
+        for table in cruise.SYNCED:
+            assert snapshot_tables(staging, [table]) == snapshot_tables(prod, [table])
+
+
+def test_killed_while_copying_leaves_staging_unchanged(cruise_pair: Pair, tmp_path: Path) -> None:
+    config = tmp_path / "sync.yaml"
+    config.write_text(PATIENT)
+    with cruise_pair.staging() as staging:
+        before = snapshot_tables(staging, ALL_STAGING)
+    # The application holds a lock on a production table: the sync's COPY of it waits.
+    with cruise_pair.prod() as app:
+        app.execute("BEGIN")
+        app.execute("LOCK TABLE pricing IN ACCESS EXCLUSIVE MODE")
+        proc = start_runner(cruise_pair, config, tmp_path / "run.log")
+        try:
+            wait_for(lambda: sync_backends(cruise_pair, cruise_pair.prod_db, True), "the COPY to wait on pricing")
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        app.execute("ROLLBACK")
+    with cruise_pair.staging() as staging:
+        assert snapshot_tables(staging, ALL_STAGING) == before
+    cruise_pair.sync(cruise.CONFIG_YAML)
+    assert shadow_tables(cruise_pair) == []
+
+
+def test_lost_staging_connection_mid_swap_is_transient_and_changes_nothing(cruise_pair: Pair) -> None:
+    with cruise_pair.staging() as staging:
+        before = snapshot_tables(staging, ALL_STAGING)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            cruise_pair.sync(PATIENT)
+        except BaseException as exc:
+            errors.append(exc)
+
+    with staging_row_lock(cruise_pair, "SELECT * FROM pricing WHERE cruise_id = 10 FOR UPDATE"):
+        worker = threading.Thread(target=run)
+        worker.start()
+        pids = wait_for(lambda: sync_backends(cruise_pair, cruise_pair.staging_db, True), "the swap to wait")
+        with cruise_pair.cluster.connect() as admin:
+            for pid in pids:
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        worker.join(timeout=60)
+    assert len(errors) == 1
+    assert isinstance(errors[0], psycopg.OperationalError)
+    assert is_transient(errors[0])
+    with cruise_pair.staging() as staging:
+        assert snapshot_tables(staging, ALL_STAGING) == before
+
+
+def test_readers_see_old_state_until_commit_then_new_state(cruise_pair: Pair) -> None:
+    with cruise_pair.staging() as staging:
+        before = snapshot_tables(staging, ALL_STAGING)
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            cruise_pair.sync(PATIENT)
+        finally:
+            done.set()
+
+    with staging_row_lock(cruise_pair, "SELECT * FROM pricing WHERE cruise_id = 10 FOR UPDATE"):
+        worker = threading.Thread(target=run)
+        worker.start()
+        wait_for(lambda: sync_backends(cruise_pair, cruise_pair.staging_db, True), "the swap to wait")
+        with cruise_pair.staging() as reader:
+            reader.execute("SET statement_timeout = '5s'")
+            # One statement reading every table at once: a torn state would show mixed counts.
+            counts = reader.execute(
+                "SELECT (SELECT count(*) FROM cruises), (SELECT count(*) FROM itineraries),"
+                " (SELECT count(*) FROM quote_requests), (SELECT count(*) FROM cruise_lines)"
+            ).fetchone()
+            assert counts == (200, 600, 25, 5)
+            assert snapshot_tables(reader, ALL_STAGING) == before
+    worker.join(timeout=60)
+    assert done.is_set()
+    with cruise_pair.staging() as reader:
+        counts = reader.execute(
+            "SELECT (SELECT count(*) FROM cruises), (SELECT count(*) FROM itineraries),"
+            " (SELECT count(*) FROM quote_requests), (SELECT count(*) FROM cruise_lines)"
+        ).fetchone()
+        assert counts == (210, 590, 21, 6)
+
+
+def test_second_concurrent_sync_is_refused_as_busy(cruise_pair: Pair) -> None:
+    from sync_assets.errors import BusyError
+
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            cruise_pair.sync(PATIENT)
+        except BaseException as exc:
+            errors.append(exc)
+
+    with staging_row_lock(cruise_pair, "SELECT * FROM pricing WHERE cruise_id = 10 FOR UPDATE"):
+        worker = threading.Thread(target=run)
+        worker.start()
+        wait_for(lambda: sync_backends(cruise_pair, cruise_pair.staging_db, True), "the first sync to wait")
+        with pytest.raises(BusyError, match="another sync is running against this staging database"):
+            cruise_pair.sync(cruise.CONFIG_YAML)
+    worker.join(timeout=60)
+    assert errors == []
+
+
+def test_production_sessions_refuse_writes(cruise_pair: Pair) -> None:
+    with cruise_pair.cluster.connect(cruise_pair.prod_db) as admin:
+        admin.execute("GRANT INSERT, UPDATE ON cruise_lines TO prod_reader")
+    with cruise_pair.source.connect() as conn, pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+        conn.execute("INSERT INTO cruise_lines (name) VALUES ('written by the sync?')")
+    with cruise_pair.source.connect(autocommit=False) as conn, pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+        conn.rollback()
+        conn.execute("UPDATE cruise_lines SET name = name")

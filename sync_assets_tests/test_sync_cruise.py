@@ -1,0 +1,161 @@
+"""The cruise schema synced end to end through the engine: equality, preserved data, resyncs, orphans."""
+
+from __future__ import annotations
+
+import pytest
+
+from sync_assets.errors import OrphanError
+from sync_assets_tests import cruise
+from sync_assets_tests.conftest import Pair, snapshot_tables, table_rows
+
+ALL_STAGING = [*cruise.SYNCED, *cruise.PRESERVED]
+
+
+def assert_synced_equal(pair: Pair) -> None:
+    with pair.prod() as prod, pair.staging() as staging:
+        for table in cruise.SYNCED:
+            assert table_rows(staging, table) == table_rows(prod, table), table
+
+
+def test_full_sync_makes_staging_equal_and_keeps_staging_data(cruise_pair: Pair) -> None:
+    with cruise_pair.staging() as staging:
+        before = snapshot_tables(staging, list(cruise.PRESERVED))
+
+    result = cruise_pair.sync(cruise.CONFIG_YAML)
+
+    assert_synced_equal(cruise_pair)
+    with cruise_pair.staging() as staging:
+        # users and saved_searches are staging's own and untouched; production's 30 users never arrive
+        assert table_rows(staging, "users") == before["users"]
+        assert table_rows(staging, "saved_searches") == before["saved_searches"]
+        # the four quotes about cruises production deleted (195..198) moved to the backup table
+        kept = table_rows(staging, "quote_requests")
+        assert len(kept) == 21
+        assert set(kept) < set(before["quote_requests"])
+        backup = staging.execute(
+            "SELECT cruise_id, note, sync_run_id, sync_reason FROM quote_requests_backup ORDER BY cruise_id"
+        ).fetchall()
+        assert [(r[0], r[1]) for r in backup] == [(195 + i, f"staging quote {i + 1}") for i in range(4)]
+        assert {r[2] for r in backup} == {result.run_id}
+        assert all("quote_requests_cruise_id_fkey" in r[3] for r in backup)
+        # staging's own objects on synced tables survive
+        assert (
+            staging.execute("SELECT count(*) FROM upcoming_cruises").fetchone()[0]
+            == staging.execute("SELECT count(*) FROM cruises WHERE status = 'scheduled'").fetchone()[0]
+        )
+        assert staging.execute("SELECT to_regclass('cruises_departs_on') IS NOT NULL").fetchone()[0]
+        # nothing of the tool's is left but the (empty) bookkeeping schema
+        leftovers = staging.execute(
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = 'sync_assets'"
+        ).fetchone()[0]
+        assert leftovers == 0
+
+    assert [(o.table, o.references, o.rows) for o in result.orphans] == [
+        (("public", "quote_requests"), ("public", "cruises"), 4)
+    ]
+    cruises = result.tables[("public", "cruises")]
+    # deleted 191..200, inserted 201..220, updated ids divisible by 17 up to 190 (11 of them)
+    assert (cruises.inserted, cruises.updated, cruises.deleted) == (20, 11, 10)
+    assert cruises.production_rows == cruises.staging_rows == 210
+    webhook = result.tables[("public", "webhook_events")]
+    assert webhook.replaced_whole and (webhook.inserted, webhook.deleted) == (51, 50)
+
+
+def test_sequences_and_identity_continue_after_sync(cruise_pair: Pair) -> None:
+    cruise_pair.sync(cruise.CONFIG_YAML)
+    with cruise_pair.staging() as staging:
+        # identity ALWAYS (pricing.id), bigserial (cruises.id), identity BY DEFAULT (cruise_lines.id)
+        new_line = staging.execute("INSERT INTO cruise_lines (name) VALUES ('Staging line') RETURNING id").fetchone()
+        assert new_line[0] == 7
+        new_cruise = staging.execute(
+            "INSERT INTO cruises (ship_id, departure_port, departs_on, nights, base_price)"
+            " VALUES (1, 'P01', '2027-01-01', 2, 100) RETURNING id, price_per_night"
+        ).fetchone()
+        assert new_cruise[0] == 221
+        assert str(new_cruise[1]) == "50.00"  # generated column computed by staging
+        price = staging.execute(
+            "INSERT INTO pricing (cruise_id, cabin_category, price, valid_from) VALUES (221, 'INS', 1, now())"
+            " RETURNING id"
+        ).fetchone()
+        max_id = staging.execute("SELECT max(id) FROM pricing WHERE id <> %s", (price[0],)).fetchone()[0]
+        assert price[0] > max_id
+
+
+def test_resync_applies_only_what_changed(cruise_pair: Pair) -> None:
+    cruise_pair.sync(cruise.CONFIG_YAML)
+    cruise_pair.run_prod(
+        """
+        UPDATE ports SET name = 'Renamed' WHERE code IN ('P01', 'P02');
+        DELETE FROM itineraries WHERE cruise_id = 5 AND day = 3;
+        INSERT INTO itineraries (cruise_id, day, port_code) VALUES (5, 4, 'P05');
+        INSERT INTO webhook_events (received_at, source) VALUES ('2026-05-01', 'late');
+        """
+    )
+    result = cruise_pair.sync(cruise.CONFIG_YAML)
+    assert_synced_equal(cruise_pair)
+    changed = {k[1]: (t.inserted, t.updated, t.deleted) for k, t in result.tables.items()}
+    assert changed == {
+        "cabin_categories": (0, 0, 0),
+        "cruise_lines": (0, 0, 0),
+        "cruises": (0, 0, 0),
+        "itineraries": (1, 0, 1),
+        "ports": (0, 2, 0),
+        "price_snapshots": (0, 0, 0),
+        "pricing": (0, 0, 0),
+        "regions": (0, 0, 0),
+        "ships": (0, 0, 0),
+        "webhook_events": (52, 0, 51),
+    }
+    assert result.orphans == []
+
+    again = cruise_pair.sync(cruise.CONFIG_YAML)
+    assert all((t.inserted, t.updated, t.deleted) == (0, 0, 0) for t in again.tables.values())
+
+
+def test_rows_untouched_by_a_resync_are_not_rewritten(cruise_pair: Pair) -> None:
+    cruise_pair.sync(cruise.CONFIG_YAML)
+    with cruise_pair.staging() as staging:
+        before = dict(staging.execute("SELECT code, xmin::text FROM ports").fetchall())
+    cruise_pair.run_prod("UPDATE ports SET tz = 'Europe/Oslo' WHERE code = 'P07'")
+    cruise_pair.sync(cruise.CONFIG_YAML)
+    with cruise_pair.staging() as staging:
+        after = dict(staging.execute("SELECT code, xmin::text FROM ports").fetchall())
+    assert {code for code in before if before[code] != after[code]} == {"P07"}
+
+
+def test_orphans_fail_leaves_staging_unchanged(cruise_pair: Pair) -> None:
+    with cruise_pair.staging() as staging:
+        before = snapshot_tables(staging, ALL_STAGING)
+    with pytest.raises(OrphanError) as err:
+        cruise_pair.sync(cruise.CONFIG_YAML + "orphans: fail\n")
+    message = str(err.value)
+    assert "4 row(s) of preserved table public.quote_requests reference public.cruises rows" in message
+    assert "cruise_id = (195); (196); (197)" in message
+    assert "nothing was changed" in message
+    with cruise_pair.staging() as staging:
+        assert snapshot_tables(staging, ALL_STAGING) == before
+        assert staging.execute("SELECT to_regclass('quote_requests_backup')").fetchone()[0] is None
+
+
+def test_backups_accumulate_across_runs(cruise_pair: Pair) -> None:
+    cruise_pair.sync(cruise.CONFIG_YAML)
+    cruise_pair.run_staging("INSERT INTO quote_requests (user_id, cruise_id, note) VALUES (1, 150, 'later')")
+    cruise_pair.run_prod("DELETE FROM itineraries WHERE cruise_id = 150; DELETE FROM pricing WHERE cruise_id = 150;"
+                         " DELETE FROM price_snapshots WHERE cruise_id = 150; DELETE FROM cruises WHERE id = 150")  # fmt: skip
+    result = cruise_pair.sync(cruise.CONFIG_YAML)
+    assert [o.rows for o in result.orphans] == [1]
+    with cruise_pair.staging() as staging:
+        notes = [r[0] for r in staging.execute("SELECT note FROM quote_requests_backup ORDER BY sync_backed_up_at, id")]
+    assert notes == [f"staging quote {i}" for i in range(1, 5)] + ["later"]
+
+
+def test_subset_sync_changes_only_the_selected_table(cruise_pair: Pair) -> None:
+    with cruise_pair.staging() as staging:
+        before = snapshot_tables(staging, ALL_STAGING)
+    result = cruise_pair.sync(cruise.CONFIG_YAML, selection={("public", "ports")})
+    assert set(result.tables) == {("public", "ports")}
+    with cruise_pair.staging() as staging, cruise_pair.prod() as prod:
+        after = snapshot_tables(staging, ALL_STAGING)
+        assert after["ports"] == table_rows(prod, "ports")
+    assert {t for t in ALL_STAGING if after[t] != before[t]} == {"ports"}
