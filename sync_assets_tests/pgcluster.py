@@ -24,7 +24,10 @@ STAGING_OWNER = ("staging_owner", "staging-S3cret/pw")
 
 
 def find_bin_dir() -> Path:
-    """pg_ctl on PATH, else Debian's /usr/lib/postgresql/N/bin, else the pgserver wheel's binaries."""
+    """SYNC_ASSETS_PG_BIN, else pg_ctl on PATH, else Debian's /usr/lib/postgresql/N/bin, else the pgserver
+    wheel's binaries."""
+    if os.environ.get("SYNC_ASSETS_PG_BIN"):
+        return Path(os.environ["SYNC_ASSETS_PG_BIN"])
     found = shutil.which("pg_ctl")
     if found:
         return Path(os.path.realpath(found)).parent

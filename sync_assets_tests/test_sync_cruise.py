@@ -141,8 +141,10 @@ def test_orphans_fail_leaves_staging_unchanged(cruise_pair: Pair) -> None:
 def test_backups_accumulate_across_runs(cruise_pair: Pair) -> None:
     cruise_pair.sync(cruise.CONFIG_YAML)
     cruise_pair.run_staging("INSERT INTO quote_requests (user_id, cruise_id, note) VALUES (1, 150, 'later')")
-    cruise_pair.run_prod("DELETE FROM itineraries WHERE cruise_id = 150; DELETE FROM pricing WHERE cruise_id = 150;"
-                         " DELETE FROM price_snapshots WHERE cruise_id = 150; DELETE FROM cruises WHERE id = 150")  # fmt: skip
+    cruise_pair.run_prod(
+        "DELETE FROM pricing WHERE cruise_id = 150; DELETE FROM price_snapshots WHERE cruise_id = 150;"
+        " DELETE FROM cruises WHERE id = 150"
+    )
     result = cruise_pair.sync(cruise.CONFIG_YAML)
     assert [o.rows for o in result.orphans] == [1]
     with cruise_pair.staging() as staging:

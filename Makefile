@@ -1,0 +1,24 @@
+# One command per job; each creates the virtual environment and installs the project if needed.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+
+.PHONY: install test lint
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@# The tests start their own PostgreSQL: the system's binaries, else the pgserver wheel's.
+	@command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 \
+		|| $(PY) -m pip install --quiet pgserver
+	touch $@
+
+install: $(VENV)/.installed
+
+lint: install
+	$(VENV)/bin/ruff check sync_assets sync_assets_tests
+	$(VENV)/bin/ruff format --check sync_assets sync_assets_tests
+
+test: lint
+	$(PY) -m pytest

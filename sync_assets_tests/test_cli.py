@@ -1,0 +1,74 @@
+"""The command line a data engineer uses: `dagster asset materialize` against the real dagster.yaml."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sync_assets_tests import cruise
+from sync_assets_tests.conftest import Pair, snapshot_tables, table_rows
+from sync_assets_tests.pgcluster import SUPERUSER, SUPERUSER_PASSWORD
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def dagster_env(cruise_pair: Pair, tmp_path: Path) -> dict[str, str]:
+    """DAGSTER_HOME with the project's dagster.yaml, its storage in a fresh database of the test cluster."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    db = f"dagster_{cruise_pair.prod_db}"
+    cruise_pair.cluster.create_database(db, SUPERUSER)
+    config = tmp_path / "sync.yaml"
+    config.write_text(cruise.CONFIG_YAML)
+    url = cruise_pair.cluster.url(db, (SUPERUSER, SUPERUSER_PASSWORD)).replace(
+        "postgresql://", "postgresql+psycopg2://"
+    )
+    return {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "DAGSTER_POSTGRES_URL": url,
+        "DATABASE_URL_PRODUCTION": cruise_pair.prod_url,
+        "DATABASE_URL_STAGING": cruise_pair.staging_url,
+        "SYNC_ASSETS_CONFIG": str(config),
+        "SYNC_ASSETS_CATALOG_CACHE": str(tmp_path / "cache"),
+    }
+
+
+def dagster(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    exe = Path(sys.executable).with_name("dagster")
+    return subprocess.run([str(exe), *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_materialize_one_table_from_the_cli(cruise_pair: Pair, dagster_env: dict[str, str]) -> None:
+    tables = [*cruise.SYNCED, *cruise.PRESERVED]
+    with cruise_pair.staging() as staging:
+        before = snapshot_tables(staging, tables)
+
+    done = dagster(
+        dagster_env, "asset", "materialize", "-m", "sync_assets.definitions", "--select", "staging/public/ports"
+    )
+
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]
+    assert "RUN_SUCCESS" in output
+    for secret in ("reader-S3cret", "staging-S3cret", SUPERUSER_PASSWORD):
+        assert secret not in output
+    with cruise_pair.staging() as staging, cruise_pair.prod() as prod:
+        after = snapshot_tables(staging, tables)
+        assert after["ports"] == table_rows(prod, "ports")
+    assert {t for t in tables if after[t] != before[t]} == {"ports"}
+
+
+def test_cli_run_with_missing_env_var_fails_clearly(cruise_pair: Pair, dagster_env: dict[str, str]) -> None:
+    env = {k: v for k, v in dagster_env.items() if k != "DATABASE_URL_STAGING"}
+    done = dagster(env, "asset", "materialize", "-m", "sync_assets.definitions", "--select", "staging/public/ports")
+    assert done.returncode != 0
+    assert "DATABASE_URL_STAGING" in done.stdout + done.stderr
