@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sync_assets.catalog import Catalog, Column, ForeignKey, OwnedSequence, Table
 from sync_assets.config import SyncConfig, TableRef
@@ -155,9 +155,23 @@ class SyncPlan:
     children_outside: tuple[Reference, ...]  # tables outside the run pointing into it
     parents_outside: tuple[Reference, ...]  # tables of the run pointing out of it
     roles: Roles
+    staging: Catalog
 
     def table(self, key: TableKey) -> TablePlan:
         return next(t for t in self.tables if t.table_key == key)
+
+    def role_of(self, key: TableKey) -> str:
+        """What a staging table is to this run: in it ("run") or, outside it, preserved ("preserve"),
+        excluded ("exclude"), synced but not selected ("unselected"), or staging's alone ("staging_only")."""
+        if any(t.table_key == key for t in self.tables):
+            return "run"
+        if key in self.roles.preserved:
+            return "preserve"
+        if key in self.roles.excluded:
+            return "exclude"
+        if key in self.roles.synced:
+            return "unselected"
+        return "staging_only"
 
     @property
     def notes(self) -> list[str]:
@@ -267,24 +281,14 @@ def build_plan(
     run = [k for k in roles.synced if k in selection]
     tables = tuple(_plan_table(production.tables[k], staging.get(*k), staging, production.enums) for k in run)
 
-    in_run = set(run)
-
-    def role_of(key: TableKey) -> str:
-        if key in roles.preserved:
-            return "preserve"
-        if key in roles.excluded:
-            return "exclude"
-        if key in synced:
-            return "unselected"
-        return "staging_only"
-
+    plan = SyncPlan(tables=tables, children_outside=(), parents_outside=(), roles=roles, staging=staging)
     children: list[Reference] = []
     parents: list[Reference] = []
-    for plan in tables:
-        for table, fk in staging.referencing(*plan.table_key):
-            if table.key not in in_run:
-                children.append(Reference(table, fk, role_of(table.key)))
-        for fk in plan.target.foreign_keys:
-            if fk.ref not in in_run:
-                parents.append(Reference(plan.target, fk, role_of(fk.ref)))
-    return SyncPlan(tables=tables, children_outside=tuple(children), parents_outside=tuple(parents), roles=roles)
+    for tp in tables:
+        for table, fk in staging.referencing(*tp.table_key):
+            if plan.role_of(table.key) != "run":
+                children.append(Reference(table, fk, plan.role_of(table.key)))
+        for fk in tp.target.foreign_keys:
+            if plan.role_of(fk.ref) != "run":
+                parents.append(Reference(tp.target, fk, plan.role_of(fk.ref)))
+    return replace(plan, children_outside=tuple(children), parents_outside=tuple(parents))

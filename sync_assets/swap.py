@@ -21,7 +21,9 @@ from datetime import UTC, datetime
 import psycopg
 from psycopg import sql
 
+from sync_assets.catalog import Table
 from sync_assets.errors import OrphanError, SelectionError
+from sync_assets.graph import fk_order
 from sync_assets.plan import Reference, SyncPlan, TableKey, TablePlan, qualified
 from sync_assets.verify import count_orphans, orphan_condition
 
@@ -176,6 +178,34 @@ def _ensure_backup_table(cur: psycopg.Cursor, child: TableKey, run_stamp: str) -
     return backup
 
 
+@dataclass
+class _Doomed:
+    """Rows of one table outside the run that the swap must remove, marked by ctid in a temp table."""
+
+    table: Table
+    marks: sql.Identifier
+    cause: TableKey  # the table whose removed rows they pointed at
+    constraint: str
+    reason: str
+    rows: int = 0
+
+
+def _mark(cur: psycopg.Cursor, doomed: _Doomed, cond: sql.Composable) -> int:
+    """Add the rows of doomed.table matching cond (alias c) to its marks, locking them; new rows only."""
+    cur.execute(
+        sql.SQL(
+            "INSERT INTO {marks} SELECT c.ctid FROM {rel} c WHERE ({cond})"
+            " AND c.ctid <> ALL(ARRAY(SELECT m.row_id FROM {marks} m)) FOR UPDATE OF c"
+        ).format(marks=doomed.marks, rel=doomed.table.relation(), cond=cond)
+    )
+    doomed.rows += cur.rowcount
+    return cur.rowcount
+
+
+def _marked(doomed: _Doomed, alias: str = "c") -> sql.Composable:
+    return sql.SQL("{} = ANY(ARRAY(SELECT m.row_id FROM {} m))").format(sql.Identifier(alias, "ctid"), doomed.marks)
+
+
 def handle_children_outside(
     cur: psycopg.Cursor,
     plan: SyncPlan,
@@ -184,56 +214,109 @@ def handle_children_outside(
     run_id: str,
     log: Log,
 ) -> list[OrphanBackup]:
-    """Rows outside the run that point at rows the run removes: back up and delete, or fail."""
-    removed: list[OrphanBackup] = []
-    found: list[tuple[Reference, TablePlan, int, list[tuple]]] = []
+    """Rows outside the run that point at rows the run removes, and rows pointing at those in turn:
+    back them all up and delete them (children first), or fail. Rows of excluded or unselected tables
+    are never changed: if any would be orphaned, the run fails and names them."""
+    doomed: dict[TableKey, _Doomed] = {}
+    first_sample: dict[TableKey, str] = {}
+
+    def blocked(ref: Reference, parent: str, rows: int, sample: str, also: list[TableKey] = ()) -> SelectionError:
+        what = qualified(ref.table.key)
+        if ref.role == "unselected":
+            fix = f"add {_asset_paths([ref.table.key, *also])} to the selection"
+        elif ref.role == "exclude":
+            fix = f"{what} is excluded, so its rows cannot change: preserve it instead, or sync it"
+        else:
+            fix = f"{what} is synced by this run and cannot lose those parent rows"
+        return SelectionError(
+            f"syncing would remove {parent} rows that {rows} row(s) of {what} still reference "
+            f"({', '.join(ref.fk.columns)} = {sample}); {fix}"
+        )
+
+    def doom(ref: Reference, cause: TableKey, reason: str) -> _Doomed:
+        if ref.table.key not in doomed:
+            marks = sql.Identifier(f"sync_doomed_{len(doomed)}")
+            cur.execute(sql.SQL("CREATE TEMP TABLE {} (row_id tid) ON COMMIT DROP").format(marks))
+            doomed[ref.table.key] = _Doomed(ref.table, marks, cause, ref.fk.name, reason)
+        return doomed[ref.table.key]
+
+    # Rows pointing at rows of the run's tables that the snapshot no longer has.
+    stuck: list[tuple[Reference, str, int, str]] = []
     for ref in plan.children_outside:
         tp = plan.table(ref.fk.ref)
         if not set(ref.fk.ref_columns) <= set(tp.columns):
             continue
         counted = count_orphans(cur, ref.table.relation(), ref.fk, shadows[tp.table_key])
-        if counted.rows:
-            found.append((ref, tp, counted.rows, list(counted.sample)))
-    blocked = [f for f in found if f[0].role in ("unselected", "exclude")]
-    if blocked:
-        ref, tp, count, sample = blocked[0]
-        what = qualified(ref.table.key)
-        if ref.role == "unselected":
-            to_add = _asset_paths([f[0].table.key for f in blocked if f[0].role == "unselected"])
-            fix = f"add {to_add} to the selection"
-        else:
-            fix = f"{what} is excluded, so its rows cannot change: preserve it instead, or sync it"
-        raise SelectionError(
-            f"syncing {tp.qualified} would remove rows that {count} row(s) of {what} still reference "
-            f"({', '.join(ref.fk.columns)} = {_fmt_sample(sample)}); {fix}"
-        )
-    if found and orphans_policy == "fail":
-        ref, tp, count, sample = found[0]
+        if not counted.rows:
+            continue
+        sample = _fmt_sample(list(counted.sample))
+        if ref.role in ("unselected", "exclude"):
+            stuck.append((ref, tp.qualified, counted.rows, sample))
+            continue
+        reason = f"{ref.fk.name}: referenced {tp.qualified} rows that production no longer has"
+        _mark(cur, doom(ref, tp.table_key, reason), orphan_condition(ref.fk, shadows[tp.table_key]))
+        first_sample.setdefault(ref.table.key, f"{', '.join(ref.fk.columns)} = {sample}")
+
+    if stuck:
+        unselected = [r.table.key for r, *_ in stuck if r.role == "unselected"]
+        first = next((x for x in stuck if x[0].role == "exclude"), stuck[0])
+        raise blocked(*first, also=unselected)
+
+    # Rows pointing at rows marked above, until nothing more is marked.
+    frontier = list(doomed)
+    while frontier:
+        parent_key = frontier.pop(0)
+        parent = doomed[parent_key]
+        for child, fk in plan.staging.referencing(*parent_key):
+            ref = Reference(child, fk, plan.role_of(child.key))
+            cond = sql.SQL("{nn} AND EXISTS (SELECT 1 FROM {prel} p WHERE {marked} AND {match})").format(
+                nn=sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(sql.Identifier("c", n)) for n in fk.columns),
+                prel=parent.table.relation(),
+                marked=_marked(parent, "p"),
+                match=_match("p", fk.ref_columns, "c", fk.columns),
+            )
+            if ref.role in ("unselected", "exclude", "run"):
+                cur.execute(sql.SQL("SELECT count(*) FROM {} c WHERE {}").format(child.relation(), cond))
+                rows = cur.fetchone()[0]
+                if rows:
+                    raise blocked(ref, qualified(parent_key), rows, "…")
+                continue
+            reason = f"{fk.name}: referenced {qualified(parent_key)} rows this sync removes"
+            if _mark(cur, doom(ref, parent.cause, reason), cond) and child.key not in frontier:
+                frontier.append(child.key)
+
+    if not doomed:
+        return []
+    if orphans_policy == "fail":
+        key, first = next(iter(doomed.items()))
         raise OrphanError(
-            f"{count} row(s) of preserved table {qualified(ref.table.key)} reference {tp.qualified} rows that "
-            f"production no longer has ({', '.join(ref.fk.columns)} = {_fmt_sample(sample)}); 'orphans: fail' "
-            "stops the run and nothing was changed; set 'orphans: delete' to back them up and remove them"
+            f"{first.rows} row(s) of preserved table {qualified(key)} reference {qualified(first.cause)} rows "
+            f"that production no longer has ({first_sample.get(key, '')}); 'orphans: fail' stops the run and "
+            "nothing was changed; set 'orphans: delete' to back them up and remove them"
         )
     stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
-    for ref, tp, _, _ in found:
-        backup = _ensure_backup_table(cur, ref.table.key, stamp)
-        child = _ident(ref.table.key)
-        cols = [c.name for c in ref.table.columns]
-        cond = orphan_condition(ref.fk, shadows[tp.table_key])
-        reason = f"{ref.fk.name}: referenced {tp.qualified} rows that production no longer has"
+    removed: list[OrphanBackup] = []
+    parents = {k: [fk.ref for fk in d.table.foreign_keys] for k, d in doomed.items()}
+    for key in reversed(fk_order(list(doomed), parents)):
+        d = doomed[key]
+        backup = _ensure_backup_table(cur, key, stamp)
+        cols = [c.name for c in d.table.columns]
         cur.execute(
             sql.SQL(
-                "INSERT INTO {backup} ({cols}, sync_run_id, sync_reason) SELECT {ccols}, %s, %s FROM ONLY {child} c"
-                " WHERE {cond}"
-            ).format(backup=_ident(backup), cols=_cols(cols), ccols=_cols(cols, "c"), child=child, cond=cond),
-            (run_id, reason),
+                "INSERT INTO {backup} ({cols}, sync_run_id, sync_reason) SELECT {ccols}, %s, %s FROM {rel} c"
+                " WHERE {marked}"
+            ).format(
+                backup=_ident(backup),
+                cols=_cols(cols),
+                ccols=_cols(cols, "c"),
+                rel=d.table.relation(),
+                marked=_marked(d),
+            ),
+            (run_id, d.reason),
         )
-        cur.execute(sql.SQL("DELETE FROM ONLY {} c WHERE {}").format(child, cond))
-        removed.append(OrphanBackup(ref.table.key, tp.table_key, ref.fk.name, cur.rowcount, backup))
-        log(
-            f"backed up {cur.rowcount} row(s) of {qualified(ref.table.key)} to {qualified(backup)} and removed "
-            f"them: they referenced {tp.qualified} rows that production no longer has"
-        )
+        cur.execute(sql.SQL("DELETE FROM {} c WHERE {}").format(d.table.relation(), _marked(d)))
+        removed.append(OrphanBackup(key, d.cause, d.constraint, cur.rowcount, backup))
+        log(f"backed up {cur.rowcount} row(s) of {qualified(key)} to {qualified(backup)} and removed them ({d.reason})")
     return removed
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sync_assets.errors import OrphanError
+from sync_assets.errors import OrphanError, SelectionError
 from sync_assets_tests import cruise
 from sync_assets_tests.conftest import Pair, snapshot_tables, table_rows
 
@@ -161,3 +161,53 @@ def test_subset_sync_changes_only_the_selected_table(cruise_pair: Pair) -> None:
         after = snapshot_tables(staging, ALL_STAGING)
         assert after["ports"] == table_rows(prod, "ports")
     assert {t for t in ALL_STAGING if after[t] != before[t]} == {"ports"}
+
+
+def test_orphans_are_followed_through_preserved_and_staging_only_tables(cruise_pair: Pair) -> None:
+    messages = "CREATE TABLE quote_messages (id serial PRIMARY KEY,"
+    messages += " quote_id integer NOT NULL REFERENCES quote_requests (id) ON DELETE CASCADE, body text);"
+    cruise_pair.run_prod(messages)
+    cruise_pair.run_staging(
+        messages
+        + "INSERT INTO quote_messages (quote_id, body) SELECT q, 'about quote ' || q FROM generate_series(1, 6) q;"
+        # staging's alone: production has no such table
+        + "CREATE TABLE cruise_notes (cruise_id bigint REFERENCES cruises (id), note text);"
+        + "INSERT INTO cruise_notes VALUES (199, 'gone'), (5, 'kept'), (NULL, 'no cruise');"
+    )
+    config = "preserve: [users, quote_requests, saved_searches, quote_messages]\n"
+    result = cruise_pair.sync(config)
+
+    assert sorted((o.table[1], o.references[1], o.rows) for o in result.orphans) == [
+        ("cruise_notes", "cruises", 1),
+        ("quote_messages", "cruises", 4),
+        ("quote_requests", "cruises", 4),
+    ]
+    with cruise_pair.staging() as staging:
+        assert [r[0] for r in staging.execute("SELECT quote_id FROM quote_messages ORDER BY 1")] == [5, 6]
+        backed = staging.execute("SELECT quote_id, sync_reason FROM quote_messages_backup ORDER BY 1").fetchall()
+        assert [r[0] for r in backed] == [1, 2, 3, 4]
+        assert all("referenced public.quote_requests rows this sync removes" in r[1] for r in backed)
+        assert table_rows(staging, "cruise_notes") == ['(,"no cruise")', "(5,kept)"]
+        assert table_rows(staging, "cruise_notes_backup", ["cruise_id", "note"]) == ["(199,gone)"]
+
+
+def test_excluded_table_that_would_be_orphaned_stops_the_run(cruise_pair: Pair) -> None:
+    with cruise_pair.staging() as staging:
+        before = snapshot_tables(staging, ALL_STAGING)
+    config = "preserve: [users, saved_searches]\nexclude: [quote_requests]\n"
+    with pytest.raises(SelectionError) as err:
+        cruise_pair.sync(config)
+    assert "4 row(s) of public.quote_requests still reference" in str(err.value)
+    assert "public.quote_requests is excluded, so its rows cannot change" in str(err.value)
+    with cruise_pair.staging() as staging:
+        assert snapshot_tables(staging, ALL_STAGING) == before
+
+
+def test_unselected_child_that_would_be_orphaned_names_the_table_to_add(cruise_pair: Pair) -> None:
+    cruise_pair.run_staging("DELETE FROM quote_requests WHERE cruise_id > 190")
+    with pytest.raises(SelectionError) as err:
+        cruise_pair.sync(cruise.CONFIG_YAML, selection={("public", n) for n in ("cruises", "ships", "cruise_lines")})
+    assert "row(s) of public.itineraries still reference" in str(err.value)
+    assert (
+        "add staging/public/itineraries, staging/public/price_snapshots, staging/public/pricing to the selection"
+    ) in str(err.value)
