@@ -36,7 +36,7 @@ from sync_assets.connections import Endpoint
 from sync_assets.engine import SyncResult, run_sync
 from sync_assets.errors import SyncError, is_transient, redact
 from sync_assets.plan import Roles, TableKey, resolve_roles
-from sync_assets.report import column_schema, orphan_summary, table_metadata
+from sync_assets.report import column_schema, orphan_summary, table_metadata, table_name
 from sync_assets.resources import ProductionDatabase, StagingDatabase
 from sync_assets.verify import count_orphans, count_rows
 
@@ -128,7 +128,10 @@ def _row_count_check(
 
 
 def build_sync_assets(
-    loaded: LoadedCatalog, config: SyncConfig, config_loader: Callable[[], SyncConfig]
+    loaded: LoadedCatalog,
+    config: SyncConfig,
+    config_loader: Callable[[], SyncConfig],
+    staging_db: str | None = None,
 ) -> tuple[list[AssetsDefinition | AssetSpec], list[ChecksDefinition], list[AssetKey], list[AssetCheckKey]]:
     """Assets, checks, and the keys sync_job runs: the synced tables and the preserved tables' checks."""
     if loaded.catalog is None:
@@ -148,7 +151,7 @@ def build_sync_assets(
                 group_name=key[0],
                 kinds={KIND},
                 metadata={
-                    "dagster/table_name": f"{key[0]}.{key[1]}",
+                    "dagster/table_name": table_name(staging_db, *key),
                     "dagster/column_schema": column_schema(table),
                     "catalog": loaded.source,
                 },

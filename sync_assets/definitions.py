@@ -13,8 +13,8 @@ from sync_assets.assets import build_sync_assets
 from sync_assets.automation import build_schedule, build_sensor
 from sync_assets.catalog_cache import LoadedCatalog, load_catalog
 from sync_assets.config import SyncConfig, load_config
-from sync_assets.connections import PRODUCTION_ENV, STAGING_ENV
-from sync_assets.errors import ConfigError
+from sync_assets.connections import PRODUCTION_ENV, STAGING_ENV, Endpoint
+from sync_assets.errors import ConfigError, SyncError
 from sync_assets.resources import ProductionDatabase, StagingDatabase
 
 JOB_NAME = "sync_job"
@@ -49,7 +49,13 @@ def build_definitions(
     if catalog.source != "live":
         log.warning("sync_assets: %s", catalog.note)
     try:
-        assets, checks, synced_keys, orphan_checks = build_sync_assets(catalog, layout_config, config_loader)
+        staging_db = Endpoint("staging", STAGING_ENV, staging_url or os.environ.get(STAGING_ENV, "")).dbname
+    except SyncError:
+        staging_db = None
+    try:
+        assets, checks, synced_keys, orphan_checks = build_sync_assets(
+            catalog, layout_config, config_loader, staging_db
+        )
     except ConfigError as exc:
         # A config naming tables production lacks: show nothing rather than something wrong.
         log.warning("sync_assets: %s; no assets until it is fixed", exc)

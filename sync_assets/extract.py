@@ -18,13 +18,17 @@ BOOKKEEPING_SCHEMA = "sync_assets"
 SHADOW_PREFIX = "shadow_"
 PROGRESS_INTERVAL_SECONDS = 10.0
 
-# Text COPY depends on these; pin them on both ends so neither side's defaults can change a value.
-_TEXT_FORMAT_SETTINGS = (
+# Text COPY depends on the first five; pin them on both ends so neither side's defaults change a value.
+_COPY_SESSION_SETTINGS = (
     "SET DateStyle = 'ISO, YMD'",
     "SET IntervalStyle = 'postgres'",
     "SET extra_float_digits = 3",
     "SET bytea_output = 'hex'",
     "SET TimeZone = 'UTC'",
+    # A COPY of a large table outlasts a server's default statement_timeout, and the snapshot's
+    # exporting session sits idle in its transaction while the other readers copy.
+    "SET statement_timeout = 0",
+    "SET idle_in_transaction_session_timeout = 0",
 )
 
 Log = Callable[[str], None]
@@ -62,7 +66,7 @@ def export_snapshot(conn: psycopg.Connection) -> str | None:
 
 
 def prepare_session(conn: psycopg.Connection) -> None:
-    for stmt in _TEXT_FORMAT_SETTINGS:
+    for stmt in _COPY_SESSION_SETTINGS:
         conn.execute(stmt)
 
 

@@ -11,6 +11,11 @@ from sync_assets.engine import SyncResult, TableResult
 from sync_assets.swap import OrphanBackup
 
 
+def table_name(database: str | None, schema: str, name: str) -> str:
+    """dagster/table_name: database-qualified when the staging database is known."""
+    return f"{database}.{schema}.{name}" if database else f"{schema}.{name}"
+
+
 def column_schema(table: Table) -> TableSchema:
     unique = {k[0] for k in (table.primary_key, *table.unique_keys) if len(k) == 1}
     return TableSchema(
@@ -34,7 +39,7 @@ def table_metadata(
     backed_up = sum(o.rows for o in result.orphans if o.references == table.key)
     meta: dict[str, Any] = {
         "dagster/row_count": MetadataValue.int(table.staging_rows),
-        "dagster/table_name": MetadataValue.text(f"{staging_db}.{target.schema}.{target.name}"),
+        "dagster/table_name": MetadataValue.text(table_name(staging_db, target.schema, target.name)),
         "dagster/column_schema": MetadataValue.table_schema(column_schema(target)),
         "production_rows": MetadataValue.int(table.production_rows),
         "rows_inserted": MetadataValue.int(table.inserted),

@@ -466,6 +466,7 @@ def swap(
     with conn.transaction():
         with conn.cursor() as cur:
             cur.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(lock_timeout)))
+            cur.execute("SET LOCAL statement_timeout = 0")
             # Deferrable constraints (cycles declared DEFERRABLE) are checked at COMMIT.
             cur.execute("SET CONSTRAINTS ALL DEFERRED")
             check_parents_outside(cur, plan, shadows)
