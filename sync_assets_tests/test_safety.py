@@ -243,3 +243,33 @@ def test_production_sessions_refuse_writes(cruise_pair: Pair) -> None:
     with cruise_pair.source.connect(autocommit=False) as conn, pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
         conn.rollback()
         conn.execute("UPDATE cruise_lines SET name = name")
+
+
+def test_dagster_retries_a_lost_connection_and_then_succeeds(cruise_pair: Pair, tmp_path: Path) -> None:
+    import yaml
+
+    from sync_assets.config import parse_config
+    from sync_assets.definitions import build_definitions
+
+    config = parse_config(
+        yaml.safe_load(cruise.CONFIG_YAML + "lock_timeout: 120s\nretries: 2\nretry_delay_seconds: 0.1\n")
+    )
+    defs = build_definitions(cruise_pair.prod_url, cruise_pair.staging_url, config, cache_dir=tmp_path)
+    job = defs.resolve_job_def("sync_job")
+    outcome: list = []
+    worker = threading.Thread(target=lambda: outcome.append(job.execute_in_process(raise_on_error=False)))
+    with staging_row_lock(cruise_pair, "SELECT * FROM pricing WHERE cruise_id = 10 FOR UPDATE"):
+        worker.start()
+        pids = wait_for(lambda: sync_backends(cruise_pair, cruise_pair.staging_db, True), "the swap to wait")
+        with cruise_pair.cluster.connect() as admin:
+            for pid in pids:
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    worker.join(timeout=120)
+    result = outcome[0]
+    events = [e.event_type_value for e in result.all_events]
+    assert "STEP_UP_FOR_RETRY" in events
+    assert result.success
+    assert len(result.get_asset_materialization_events()) == len(cruise.SYNCED)
+    with cruise_pair.prod() as prod, cruise_pair.staging() as staging:
+        for table in cruise.SYNCED:
+            assert snapshot_tables(staging, [table]) == snapshot_tables(prod, [table])
