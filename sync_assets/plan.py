@@ -130,6 +130,9 @@ class TablePlan:
     sequences: tuple[OwnedSequence, ...]  # staging's sequences behind copied columns
     extra_columns: tuple[str, ...]  # staging-only columns left to their defaults
     notes: tuple[str, ...] = ()
+    # Foreign-key columns pointing at a table applied later (a non-deferrable FK cycle): written NULL
+    # first, and linked once every table of the run has its new rows.
+    deferred_columns: tuple[str, ...] = ()
 
     @property
     def table_key(self) -> TableKey:
@@ -291,4 +294,28 @@ def build_plan(
         for fk in tp.target.foreign_keys:
             if plan.role_of(fk.ref) != "run":
                 parents.append(Reference(tp.target, fk, plan.role_of(fk.ref)))
-    return replace(plan, children_outside=tuple(children), parents_outside=tuple(parents))
+    return replace(
+        plan,
+        tables=_defer_cycle_columns(tables),
+        children_outside=tuple(children),
+        parents_outside=tuple(parents),
+    )
+
+
+def _defer_cycle_columns(tables: tuple[TablePlan, ...]) -> tuple[TablePlan, ...]:
+    """Mark foreign keys that point forward in the apply order (the edges that break a cycle)."""
+    position = {tp.table_key: i for i, tp in enumerate(tables)}
+    out = []
+    for i, tp in enumerate(tables):
+        forward = [
+            fk
+            for fk in tp.target.foreign_keys
+            if position.get(fk.ref, -1) > i and not fk.deferrable and set(fk.columns) <= set(tp.columns)
+        ]
+        if not forward:
+            out.append(tp)
+            continue
+        cols = tuple(dict.fromkeys(c for fk in forward for c in fk.columns))
+        note = f"foreign key cycle: {', '.join(fk.name for fk in forward)} linked after every table is applied"
+        out.append(replace(tp, deferred_columns=cols, notes=(*tp.notes, note)))
+    return tuple(out)

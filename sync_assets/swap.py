@@ -72,19 +72,19 @@ def _match(left: str, left_cols: tuple[str, ...], right: str, right_cols: tuple[
     )
 
 
-def _changed(plan: TablePlan) -> sql.Composable:
-    """True when the staging row t differs from the shadow row s in any copied non-key column."""
+def _changed(plan: TablePlan, columns: tuple[str, ...]) -> sql.Composable:
+    """True when the staging row t differs from the shadow row s in any of these (non-key) columns."""
+    wanted = set(columns)
+    exact = [c for c in plan.exact_columns if c in wanted]
+    text = [c for c in plan.text_columns if c in wanted]
     parts = []
-    if plan.exact_columns:
-        parts.append(
-            sql.SQL("ROW({}) IS DISTINCT FROM ROW({})").format(
-                _cols(plan.exact_columns, "t"), _cols(plan.exact_columns, "s")
-            )
-        )
-    if plan.text_columns:
-        as_text = lambda a: sql.SQL(", ").join(  # noqa: E731
-            sql.SQL("{}::text").format(sql.Identifier(a, n)) for n in plan.text_columns
-        )
+    if exact:
+        parts.append(sql.SQL("ROW({}) IS DISTINCT FROM ROW({})").format(_cols(exact, "t"), _cols(exact, "s")))
+    if text:
+
+        def as_text(alias: str) -> sql.Composable:
+            return sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(alias, n)) for n in text)
+
         parts.append(sql.SQL("ROW({}) IS DISTINCT FROM ROW({})").format(as_text("t"), as_text("s")))
     return sql.SQL(" OR ").join(parts) if parts else sql.SQL("false")
 
@@ -321,37 +321,90 @@ def handle_children_outside(
 
 
 def _upsert(cur: psycopg.Cursor, tp: TablePlan, shadow: sql.Identifier, changes: TableChanges) -> None:
+    """UPDATE changed rows, INSERT new ones; columns of a non-deferrable FK cycle wait for _link_deferred."""
     if not tp.key:
         return
     rel = tp.target.relation()
-    if tp.update_columns:
+    match = _match("t", tp.key, "s", tp.key)
+    deferred = set(tp.deferred_columns)
+    sets = [c for c in tp.update_columns if c not in deferred]
+    if sets:
+        compared = tuple(c for c in (*tp.exact_columns, *tp.text_columns) if c not in deferred)
         cur.execute(
             sql.SQL("UPDATE {rel} t SET {sets} FROM {shadow} s WHERE {match} AND ({changed})").format(
                 rel=rel,
                 sets=sql.SQL(", ").join(
-                    sql.SQL("{} = {}").format(sql.Identifier(c), sql.Identifier("s", c)) for c in tp.update_columns
+                    sql.SQL("{} = {}").format(sql.Identifier(c), sql.Identifier("s", c)) for c in sets
                 ),
                 shadow=shadow,
-                match=_match("t", tp.key, "s", tp.key),
-                changed=_changed(tp),
+                match=match,
+                changed=_changed(tp, compared),
             )
         )
-        changes.updated = cur.rowcount
+        changes.updated += cur.rowcount
+    values = sql.SQL(", ").join(sql.SQL("NULL") if c in deferred else sql.Identifier("s", c) for c in tp.columns)
     cur.execute(
         sql.SQL(
-            "INSERT INTO {table} ({cols}) {overriding} SELECT {scols} FROM {shadow} s"
+            "INSERT INTO {table} ({cols}) {overriding} SELECT {values} FROM {shadow} s"
             " WHERE NOT EXISTS (SELECT 1 FROM {rel} t WHERE {match})"
         ).format(
             table=_ident(tp.table_key),
             cols=_cols(tp.columns),
             overriding=sql.SQL("OVERRIDING SYSTEM VALUE" if tp.overriding_system_value else ""),
-            scols=_cols(tp.columns, "s"),
+            values=values,
             shadow=shadow,
             rel=rel,
-            match=_match("t", tp.key, "s", tp.key),
+            match=match,
         )
     )
     changes.inserted = cur.rowcount
+
+
+def _count_only_deferred_changes(cur: psycopg.Cursor, tp: TablePlan, shadow: sql.Identifier) -> int:
+    """Existing rows whose only change is in deferred columns: _link_deferred updates them, _upsert not."""
+    others = tuple(c for c in (*tp.exact_columns, *tp.text_columns) if c not in tp.deferred_columns)
+    cur.execute(
+        sql.SQL("SELECT count(*) FROM {rel} t JOIN {shadow} s ON {match} WHERE NOT ({others}) AND ({deferred})").format(
+            rel=tp.target.relation(),
+            shadow=shadow,
+            match=_match("t", tp.key, "s", tp.key),
+            others=_changed(tp, others),
+            deferred=_changed(tp, tp.deferred_columns),
+        )
+    )
+    return int(cur.fetchone()[0])
+
+
+def _link_deferred(cur: psycopg.Cursor, tp: TablePlan, shadow: sql.Identifier) -> None:
+    """Set the cycle's FK columns once every table of the run holds its new rows."""
+    cur.execute(
+        sql.SQL("UPDATE {rel} t SET {sets} FROM {shadow} s WHERE {match} AND ({changed})").format(
+            rel=tp.target.relation(),
+            sets=sql.SQL(", ").join(
+                sql.SQL("{} = {}").format(sql.Identifier(c), sql.Identifier("s", c)) for c in tp.deferred_columns
+            ),
+            shadow=shadow,
+            match=_match("t", tp.key, "s", tp.key),
+            changed=_changed(tp, tp.deferred_columns),
+        )
+    )
+
+
+def _unlink_removed(cur: psycopg.Cursor, tp: TablePlan, shadow: sql.Identifier) -> None:
+    """Clear the cycle's FK columns of rows about to be deleted, so the deletes need no order."""
+    cur.execute(
+        sql.SQL(
+            "UPDATE {rel} t SET {nulls} WHERE NOT EXISTS (SELECT 1 FROM {shadow} s WHERE {match}) AND ({any_set})"
+        ).format(
+            rel=tp.target.relation(),
+            nulls=sql.SQL(", ").join(sql.SQL("{} = NULL").format(sql.Identifier(c)) for c in tp.deferred_columns),
+            shadow=shadow,
+            match=_match("t", tp.key, "s", tp.key),
+            any_set=sql.SQL(" OR ").join(
+                sql.SQL("{} IS NOT NULL").format(sql.Identifier("t", c)) for c in tp.deferred_columns
+            ),
+        )
+    )
 
 
 def _delete(cur: psycopg.Cursor, tp: TablePlan, shadow: sql.Identifier, changes: TableChanges) -> None:
@@ -391,12 +444,19 @@ def _apply_rows(
     cur: psycopg.Cursor, plan: SyncPlan, shadows: dict[TableKey, sql.Identifier], deletes_first: bool
 ) -> dict[TableKey, TableChanges]:
     changes = {tp.table_key: TableChanges() for tp in plan.tables}
+    cyclic = [tp for tp in plan.tables if tp.deferred_columns and tp.key]
 
     def upserts() -> None:
+        for tp in cyclic:
+            changes[tp.table_key].updated = _count_only_deferred_changes(cur, tp, shadows[tp.table_key])
         for tp in plan.tables:
             _upsert(cur, tp, shadows[tp.table_key], changes[tp.table_key])
+        for tp in cyclic:
+            _link_deferred(cur, tp, shadows[tp.table_key])
 
     def deletes() -> None:
+        for tp in cyclic:
+            _unlink_removed(cur, tp, shadows[tp.table_key])
         for tp in reversed(plan.tables):
             _delete(cur, tp, shadows[tp.table_key], changes[tp.table_key])
 

@@ -211,3 +211,36 @@ def test_unselected_child_that_would_be_orphaned_names_the_table_to_add(cruise_p
     assert (
         "add staging/public/itineraries, staging/public/price_snapshots, staging/public/pricing to the selection"
     ) in str(err.value)
+
+
+CYCLE = """
+CREATE TABLE orgs (id int PRIMARY KEY, name text, owner_id int);
+CREATE TABLE people (id int PRIMARY KEY, org_id int REFERENCES orgs (id), name text);
+ALTER TABLE orgs ADD FOREIGN KEY (owner_id) REFERENCES people (id);
+"""
+
+
+def test_non_deferrable_foreign_key_cycle_with_rows_pointing_both_ways(pair: Pair) -> None:
+    pair.run_prod(CYCLE)
+    pair.run_staging(CYCLE)
+    pair.run_prod(
+        "INSERT INTO orgs VALUES (1, 'one', NULL), (2, 'two', NULL);"
+        "INSERT INTO people VALUES (10, 1, 'ann'), (20, 2, 'bob');"
+        "UPDATE orgs SET owner_id = id * 10;"
+    )
+    first = pair.sync()
+    assert first.tables[("public", "orgs")].inserted == 2
+    assert first.tables[("public", "people")].inserted == 2
+
+    # a new pair pointing at each other, an old pair gone, an owner moved
+    pair.run_prod(
+        "UPDATE orgs SET owner_id = NULL WHERE id = 2; DELETE FROM people WHERE id = 20; DELETE FROM orgs WHERE id = 2;"
+        "INSERT INTO orgs VALUES (3, 'three', NULL); INSERT INTO people VALUES (30, 3, 'cy'), (31, 1, 'dee');"
+        "UPDATE orgs SET owner_id = 30 WHERE id = 3; UPDATE orgs SET owner_id = 31 WHERE id = 1;"
+    )
+    second = pair.sync()
+    with pair.prod() as prod, pair.staging() as staging:
+        for table in ("orgs", "people"):
+            assert table_rows(staging, table) == table_rows(prod, table)
+    changes = {k[1]: (t.inserted, t.updated, t.deleted) for k, t in second.tables.items()}
+    assert changes == {"orgs": (1, 1, 1), "people": (2, 0, 1)}
