@@ -54,6 +54,9 @@ def resolve_roles(catalog: Catalog, config: SyncConfig) -> Roles:
     """Split production's tables into synced, preserved and excluded; unknown names are ConfigErrors."""
     preserved = {_resolve(r, catalog, config, "preserve") for r in config.preserve}
     excluded = {_resolve(r, catalog, config, "exclude") for r in config.exclude}
+    both = sorted(preserved & excluded)
+    if both:
+        raise ConfigError(f"table {qualified(both[0])} is listed under both 'preserve' and 'exclude'")
     synced = [t.key for t in catalog.in_schemas(config.schemas) if t.key not in preserved | excluded]
     parents = {k: [fk.ref for fk in catalog.tables[k].foreign_keys] for k in synced}
     order = fk_order(synced, parents)
@@ -124,6 +127,8 @@ class TablePlan:
     key: tuple[str, ...]  # identifies rows; () means the table is replaced whole
     binary: bool  # COPY in binary format
     exact_columns: tuple[str, ...]  # compared with IS DISTINCT FROM
+    # Key columns whose `=` ignores representation (numeric 1.0 = 1.00): rewritten when their text differs.
+    key_text_columns: tuple[str, ...]
     text_columns: tuple[str, ...]  # compared through their text form
     update_columns: tuple[str, ...]  # set by UPDATE (not key, not identity ALWAYS)
     overriding_system_value: bool  # staging has a copied identity ALWAYS column
@@ -238,6 +243,7 @@ def _plan_table(source: Table, target: Table | None, staging: Catalog, prod_enum
         for c in copied
     )
     exact = tuple(c.name for c in copied if c.name not in key and c.exact_equality)
+    key_text = tuple(c.name for c in copied if c.name in key and not c.exact_equality and c.identity != "a")
     text = tuple(c.name for c in copied if c.name not in key and not c.exact_equality)
     update = tuple(c.name for c in copied if c.name not in key and c.identity != "a")
     if any(c.identity == "a" and c.name not in key for c in copied):
@@ -250,6 +256,7 @@ def _plan_table(source: Table, target: Table | None, staging: Catalog, prod_enum
         key=key,
         binary=binary,
         exact_columns=exact,
+        key_text_columns=key_text,
         text_columns=text,
         update_columns=update,
         overriding_system_value=any(c.identity == "a" for c in copied),

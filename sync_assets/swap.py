@@ -72,20 +72,21 @@ def _match(left: str, left_cols: tuple[str, ...], right: str, right_cols: tuple[
     )
 
 
+def _as_text(columns: list[str], alias: str) -> sql.Composable:
+    return sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(alias, n)) for n in columns)
+
+
 def _changed(plan: TablePlan, columns: tuple[str, ...]) -> sql.Composable:
-    """True when the staging row t differs from the shadow row s in any of these (non-key) columns."""
+    """True when the staging row t differs from the shadow row s in any of these columns: with
+    IS DISTINCT FROM where `=` means identical, through the text form elsewhere."""
     wanted = set(columns)
     exact = [c for c in plan.exact_columns if c in wanted]
-    text = [c for c in plan.text_columns if c in wanted]
+    text = [c for c in (*plan.key_text_columns, *plan.text_columns) if c in wanted]
     parts = []
     if exact:
         parts.append(sql.SQL("ROW({}) IS DISTINCT FROM ROW({})").format(_cols(exact, "t"), _cols(exact, "s")))
     if text:
-
-        def as_text(alias: str) -> sql.Composable:
-            return sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(alias, n)) for n in text)
-
-        parts.append(sql.SQL("ROW({}) IS DISTINCT FROM ROW({})").format(as_text("t"), as_text("s")))
+        parts.append(sql.SQL("ROW({}) IS DISTINCT FROM ROW({})").format(_as_text(text, "t"), _as_text(text, "s")))
     return sql.SQL(" OR ").join(parts) if parts else sql.SQL("false")
 
 
@@ -327,9 +328,10 @@ def _upsert(cur: psycopg.Cursor, tp: TablePlan, shadow: sql.Identifier, changes:
     rel = tp.target.relation()
     match = _match("t", tp.key, "s", tp.key)
     deferred = set(tp.deferred_columns)
-    sets = [c for c in tp.update_columns if c not in deferred]
+    # A key column whose `=` ignores representation is rewritten when only its text changed.
+    sets = [*tp.key_text_columns, *(c for c in tp.update_columns if c not in deferred)]
     if sets:
-        compared = tuple(c for c in (*tp.exact_columns, *tp.text_columns) if c not in deferred)
+        compared = tuple(c for c in (*tp.key_text_columns, *tp.exact_columns, *tp.text_columns) if c not in deferred)
         cur.execute(
             sql.SQL("UPDATE {rel} t SET {sets} FROM {shadow} s WHERE {match} AND ({changed})").format(
                 rel=rel,
@@ -491,8 +493,9 @@ def advance_sequences(cur: psycopg.Cursor, plan: SyncPlan) -> dict[str, int]:
             seq_ident = sql.Identifier(seq.schema, seq.name)
             agg = sql.SQL("max" if seq.increment > 0 else "min")
             cur.execute(
-                sql.SQL("SELECT {agg}({col})::bigint FROM {rel}").format(
-                    agg=agg, col=sql.Identifier(seq.column), rel=tp.target.relation()
+                # Without ONLY: inheritance children draw from the parent's sequence too.
+                sql.SQL("SELECT {agg}({col})::bigint FROM {table}").format(
+                    agg=agg, col=sql.Identifier(seq.column), table=_ident(tp.table_key)
                 )
             )
             extreme = cur.fetchone()[0]
