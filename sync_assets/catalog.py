@@ -34,6 +34,7 @@ class Column:
     identity: str  # "" none, "a" GENERATED ALWAYS, "d" BY DEFAULT
     binary_portable: bool  # COPY BINARY output of one database loads into another
     deterministic_collation: bool = True
+    is_domain: bool = False
 
     @property
     def exact_equality(self) -> bool:
@@ -185,7 +186,8 @@ SELECT a.attrelid, a.attname, a.attnum,
        CASE WHEN t.typcategory = 'A' THEN e.oid < %(first_user_oid)s AND e.typsend <> 0
             ELSE (b.oid < %(first_user_oid)s AND b.typtype IN ('b', 'r', 'm') AND b.typsend <> 0)
                  OR b.typtype = 'e' END AS binary_portable,
-       coalesce(coll.collisdeterministic, true)
+       coalesce(coll.collisdeterministic, true),
+       t.typtype = 'd'
 FROM pg_attribute a
 JOIN pg_type t ON t.oid = a.atttypid
 JOIN pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
@@ -257,7 +259,7 @@ def introspect(conn: psycopg.Connection, schemas: list[str] | tuple[str, ...] | 
 
         columns: dict[int, list[Column]] = {oid: [] for oid in oids}
         cur.execute(_COLUMNS_SQL, {"oids": oids, "first_user_oid": FIRST_USER_OID})
-        for relid, name, attnum, typ, base_type, is_array, is_enum, nn, hasdef, gen, ident, binok, det in cur:
+        for relid, name, attnum, typ, base_type, is_array, is_enum, nn, hasdef, gen, ident, binok, det, dom in cur:
             columns[relid].append(
                 Column(
                     name=name,
@@ -272,6 +274,7 @@ def introspect(conn: psycopg.Connection, schemas: list[str] | tuple[str, ...] | 
                     identity=ident or "",
                     binary_portable=bool(binok),
                     deterministic_collation=bool(det),
+                    is_domain=bool(dom),
                 )
             )
 

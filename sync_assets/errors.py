@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import psycopg
 from psycopg import errors as pg_errors
 
@@ -28,6 +31,14 @@ class SelectionError(SyncError):
 
 class OrphanError(SyncError):
     """Preserved rows would lose their parent and the config says to fail."""
+
+
+class TableFailure(SyncError):
+    """The database refused a statement about one table; `cause` is its error."""
+
+    def __init__(self, message: str, cause: psycopg.Error) -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 class TransientError(Exception):
@@ -75,3 +86,18 @@ def redact(text: str, secrets: list[str]) -> str:
         if secret:
             text = text.replace(secret, "***")
     return text
+
+
+@contextmanager
+def about_table(action: str, table: str) -> Iterator[None]:
+    """Name the table in a permanent database error (whose own text may only name a shadow table)."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        if is_transient(exc):
+            raise
+        diag = exc.diag
+        primary = diag.message_primary or str(exc).splitlines()[0]
+        detail = f" ({diag.message_detail})" if diag.message_detail else ""
+        state = f" [SQLSTATE {exc.sqlstate}]" if exc.sqlstate else ""
+        raise TableFailure(f"{action} {table} failed, staging left unchanged: {primary}{detail}{state}", exc) from exc

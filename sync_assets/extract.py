@@ -12,6 +12,7 @@ import psycopg
 from psycopg import sql
 
 from sync_assets.connections import Endpoint
+from sync_assets.errors import about_table
 from sync_assets.plan import TableKey, TablePlan
 
 BOOKKEEPING_SCHEMA = "sync_assets"
@@ -139,9 +140,10 @@ def extract(
                     return
                 plan = queue.pop(0)
             shadow = shadows[plan.table_key]
-            create_shadow(writer, plan, shadow)
-            result = copy_table(reader, writer, plan, shadow, log, cancelled)
-            writer.execute(sql.SQL("ANALYZE {}").format(shadow))
+            with about_table("copying", plan.qualified):
+                create_shadow(writer, plan, shadow)
+                result = copy_table(reader, writer, plan, shadow, log, cancelled)
+                writer.execute(sql.SQL("ANALYZE {}").format(shadow))
             with lock:
                 stats[plan.table_key] = result
             log(

@@ -87,6 +87,11 @@ def _split_type(type_name: str) -> tuple[str, list[int], str] | None:
     return m.group("head") + m.group("tail"), args, m.group("array")
 
 
+def _underlying(col: Column) -> str:
+    """A domain compares as its base type (its CHECKs then judge each value as it is copied)."""
+    return col.base_type if col.is_domain else col.type
+
+
 def types_compatible(source: str, target: str) -> bool:
     """Whether every value of production's type loads into staging's type without loss."""
     if source == target:
@@ -218,7 +223,7 @@ def _plan_table(source: Table, target: Table | None, staging: Catalog, prod_enum
             if not src.generated:
                 notes.append(f"column {col.name} is generated in staging, so production's values are not copied")
             continue
-        if not types_compatible(src.type, col.type):
+        if not types_compatible(src.type, col.type) and not types_compatible(_underlying(src), _underlying(col)):
             raise DriftError(
                 f"column {q}.{col.name} has incompatible types: {src.type} in production, {col.type} in staging"
             )

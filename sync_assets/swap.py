@@ -22,7 +22,7 @@ import psycopg
 from psycopg import sql
 
 from sync_assets.catalog import Table
-from sync_assets.errors import OrphanError, SelectionError
+from sync_assets.errors import OrphanError, SelectionError, TableFailure, about_table
 from sync_assets.graph import fk_order
 from sync_assets.plan import Reference, SyncPlan, TableKey, TablePlan, qualified
 from sync_assets.verify import count_orphans, orphan_condition
@@ -452,15 +452,18 @@ def _apply_rows(
         for tp in cyclic:
             changes[tp.table_key].updated = _count_only_deferred_changes(cur, tp, shadows[tp.table_key])
         for tp in plan.tables:
-            _upsert(cur, tp, shadows[tp.table_key], changes[tp.table_key])
+            with about_table("applying", tp.qualified):
+                _upsert(cur, tp, shadows[tp.table_key], changes[tp.table_key])
         for tp in cyclic:
-            _link_deferred(cur, tp, shadows[tp.table_key])
+            with about_table("linking the foreign key cycle of", tp.qualified):
+                _link_deferred(cur, tp, shadows[tp.table_key])
 
     def deletes() -> None:
         for tp in cyclic:
             _unlink_removed(cur, tp, shadows[tp.table_key])
         for tp in reversed(plan.tables):
-            _delete(cur, tp, shadows[tp.table_key], changes[tp.table_key])
+            with about_table("deleting removed rows of", tp.qualified):
+                _delete(cur, tp, shadows[tp.table_key], changes[tp.table_key])
 
     if deletes_first:
         deletes()
@@ -479,8 +482,10 @@ def apply_rows(
     try:
         with conn.transaction(), conn.cursor() as cur:
             return _apply_rows(cur, plan, shadows, deletes_first=False)
-    except psycopg.errors.UniqueViolation as exc:
-        log(f"unique key moved between rows ({exc.diag.constraint_name}); applying deletes first instead")
+    except TableFailure as exc:
+        if not isinstance(exc.cause, psycopg.errors.UniqueViolation):
+            raise
+        log(f"unique key moved between rows ({exc.cause.diag.constraint_name}); applying deletes first instead")
     with conn.transaction(), conn.cursor() as cur:
         return _apply_rows(cur, plan, shadows, deletes_first=True)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sync_assets.errors import OrphanError, SelectionError
+from sync_assets.errors import OrphanError, SelectionError, SyncError
 from sync_assets_tests import cruise
 from sync_assets_tests.conftest import Pair, snapshot_tables, table_rows
 
@@ -244,3 +244,42 @@ def test_non_deferrable_foreign_key_cycle_with_rows_pointing_both_ways(pair: Pai
             assert table_rows(staging, table) == table_rows(prod, table)
     changes = {k[1]: (t.inserted, t.updated, t.deleted) for k, t in second.tables.items()}
     assert changes == {"orgs": (1, 1, 1), "people": (2, 0, 1)}
+
+
+def test_unique_value_moving_to_a_new_row_is_applied_deletes_first(cruise_pair: Pair) -> None:
+    cruise_pair.run_prod(
+        "DELETE FROM pricing WHERE cabin_category = 'STE'; DELETE FROM cabin_categories WHERE code = 'STE';"
+        "INSERT INTO cabin_categories VALUES ('SUI', 'Suite', 'renamed code');"
+    )
+    logs: list[str] = []
+    result = cruise_pair.sync(cruise.CONFIG_YAML, log=logs.append)
+    assert_synced_equal(cruise_pair)
+    assert any("unique key moved between rows (cabin_categories_name_key)" in m for m in logs)
+    assert (
+        result.tables[("public", "cabin_categories")].inserted,
+        result.tables[("public", "cabin_categories")].deleted,
+    ) == (1, 1)
+
+
+def test_staging_constraint_production_breaks_names_the_table_and_changes_nothing(cruise_pair: Pair) -> None:
+    cruise_pair.run_staging("ALTER TABLE ports ADD CONSTRAINT ports_name_short CHECK (length(name) < 12)")
+    with cruise_pair.staging() as staging:
+        before = snapshot_tables(staging, ALL_STAGING)
+    with pytest.raises(SyncError) as err:
+        cruise_pair.sync(cruise.CONFIG_YAML)
+    message = str(err.value)
+    assert message.startswith("applying public.ports failed, staging left unchanged: new row for relation")
+    assert 'violates check constraint "ports_name_short"' in message and "[SQLSTATE 23514]" in message
+    with cruise_pair.staging() as staging:
+        assert snapshot_tables(staging, ALL_STAGING) == before
+
+
+def test_staging_domain_production_breaks_fails_while_copying(pair: Pair) -> None:
+    pair.run_prod("CREATE TABLE t (id int PRIMARY KEY, qty int); INSERT INTO t VALUES (1, 5), (2, -1);")
+    pair.run_staging(
+        "CREATE DOMAIN positive AS int CHECK (VALUE > 0); CREATE TABLE t (id int PRIMARY KEY, qty positive);"
+    )
+    with pytest.raises(
+        SyncError, match=r"^copying public\.t failed, staging left unchanged: value for domain positive"
+    ):
+        pair.sync()
