@@ -8,6 +8,7 @@ import socket
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 from dagster import (
     AssetCheckKey,
@@ -365,6 +366,40 @@ def test_orphans_fail_fails_the_run_naming_quote_requests_and_leaves_staging_unc
     with cruise_pair.staging() as conn:
         assert snapshot_tables(conn, ALL_TABLES) == before
         assert conn.execute("SELECT to_regclass('public.quote_requests_backup')").fetchone() == (None,)
+
+
+def test_config_broken_after_load_fails_the_run_naming_the_setting(
+    cruise_pair: Pair, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "sync.yaml"
+    path.write_text(cruise.CONFIG_YAML)
+    monkeypatch.setenv("SYNC_ASSETS_CONFIG", str(path))
+    defs = build_definitions(cruise_pair.prod_url, cruise_pair.staging_url, cache_dir=tmp_path)
+    assert staging("cruises") in specs_of(defs)
+    path.write_text(cruise.CONFIG_YAML + "orphan: fail\n")  # a typo, made after the code location loaded
+    with cruise_pair.staging() as conn:
+        before = snapshot_tables(conn, ALL_TABLES)
+
+    description = failure_description(run(defs))
+
+    assert description == (
+        f"SYNC_ASSETS_CONFIG file {path}: unknown setting 'orphan'; known settings are exclude, lock_timeout, "
+        "orphans, preserve, retries, retry_delay_seconds, schemas, workers"
+    )
+    with cruise_pair.staging() as conn:
+        assert snapshot_tables(conn, ALL_TABLES) == before
+
+
+def test_config_broken_at_load_still_loads_the_code_location(
+    cruise_pair: Pair, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "sync.yaml"
+    path.write_text("orphans: sometimes\n")
+    monkeypatch.setenv("SYNC_ASSETS_CONFIG", str(path))
+    defs = build_definitions(cruise_pair.prod_url, cruise_pair.staging_url, cache_dir=tmp_path)
+    assert defs.resolve_job_def("sync_job") is not None
+    description = failure_description(run(defs))
+    assert description.endswith("'orphans' must be 'delete' or 'fail', got 'sometimes'")
 
 
 def test_wrong_staging_password_fails_naming_staging_without_the_password(cruise_pair: Pair, tmp_path: Path) -> None:
