@@ -4,6 +4,7 @@ One op syncs every selected table so that they share one production snapshot and
 transaction; each table is still its own asset with its own deps, metadata and checks.
 """
 
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +45,11 @@ ROW_COUNT_CHECK = "row_count_matches"
 NO_ORPHANS_CHECK = "no_orphans"
 SYNC_OP_NAME = "sync_staging"
 KIND = "postgres"
+
+
+def group_of(schema: str) -> str:
+    """Dagster group names allow only letters, digits and underscores; schema names allow anything."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", schema)
 
 
 def staging_key(key: TableKey) -> AssetKey:
@@ -148,7 +154,7 @@ def build_sync_assets(
                 key=staging_key(key),
                 deps=[staging_key(p) for p in roles.parents[key]] + [production_key(key)],
                 description=_description(table, note),
-                group_name=key[0],
+                group_name=group_of(key[0]),
                 kinds={KIND},
                 metadata={
                     "dagster/table_name": table_name(staging_db, *key),
@@ -170,7 +176,7 @@ def build_sync_assets(
         AssetSpec(
             key=production_key(key),
             description=_description(catalog.tables[key], None),
-            group_name=f"production_{key[0]}",
+            group_name=f"production_{group_of(key[0])}",
             kinds={KIND},
             tags={"sync_assets/role": "source"},
         )
@@ -191,7 +197,7 @@ def build_sync_assets(
                 f"Staging's own {key[0]}.{key[1]}: preserved, never overwritten by the sync. Rows that would lose "
                 "their parent are backed up to the _backup table, then removed (per the 'orphans' setting)."
             ),
-            group_name=key[0],
+            group_name=group_of(key[0]),
             kinds={KIND},
             metadata={"dagster/column_schema": column_schema(catalog.tables[key])},
             tags={"sync_assets/role": "preserved"},

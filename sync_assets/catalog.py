@@ -209,6 +209,8 @@ FROM pg_constraint con
 LEFT JOIN pg_class fc ON fc.oid = con.confrelid
 LEFT JOIN pg_namespace fn ON fn.oid = fc.relnamespace
 WHERE con.conrelid = ANY(%(oids)s) AND con.contype IN ('p', 'u', 'f')
+  -- PostgreSQL keeps a copy of a foreign key for each partition of the referenced table: skip them.
+  AND con.conparentid = 0
 ORDER BY con.conrelid, con.contype, con.conname
 """
 
@@ -216,11 +218,15 @@ ORDER BY con.conrelid, con.contype, con.conname
 _UNIQUE_INDEXES_SQL = """
 SELECT i.indrelid,
        ARRAY(SELECT a.attname FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(n, o)
-             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n ORDER BY k.o)::text[]
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n
+             WHERE k.o <= i.indnkeyatts  -- INCLUDE columns are not part of the key
+             ORDER BY k.o)::text[]
 FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
 WHERE i.indrelid = ANY(%(oids)s) AND i.indisunique AND NOT i.indisprimary AND i.indpred IS NULL
   AND i.indexprs IS NULL AND i.indisvalid
-  AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)
+  -- Indexes behind PRIMARY KEY/UNIQUE constraints are read above; a foreign key naming the index
+  -- as its support does not make it a constraint's index.
+  AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid AND c.contype IN ('p', 'u', 'x'))
 ORDER BY i.indrelid, ic.relname
 """
 

@@ -65,9 +65,13 @@ def load_catalog(url: str | None, schemas: tuple[str, ...], directory: Path | No
         return LoadedCatalog(catalog, "live", f"catalog read from production {endpoint.describe()}")
     if path.exists():
         saved = datetime.fromtimestamp(path.stat().st_mtime, UTC).strftime("%Y-%m-%d %H:%M UTC")
+        try:
+            cached = Catalog.from_json(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, KeyError, TypeError):
+            return LoadedCatalog(
+                None, "none", f"production is unreachable ({reason}) and the cached catalog is unreadable"
+            )
         return LoadedCatalog(
-            Catalog.from_json(path.read_text(encoding="utf-8")),
-            "cache",
-            f"production is unreachable ({reason}); showing the catalog cached at {saved}",
+            cached, "cache", f"production is unreachable ({reason}); showing the catalog cached at {saved}"
         )
     return LoadedCatalog(None, "none", f"production is unreachable ({reason}) and no catalog is cached yet")

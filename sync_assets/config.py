@@ -15,7 +15,7 @@ from sync_assets.errors import ConfigError
 CONFIG_ENV = "SYNC_ASSETS_CONFIG"
 ORPHAN_POLICIES = ("delete", "fail")
 # PostgreSQL's own spelling of a duration setting: a number with an optional unit.
-_DURATION = re.compile(r"^\s*\d+\s*(ms|s|min)?\s*$")
+_DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|min)?\s*$")
 
 
 @dataclass(frozen=True, order=True)
@@ -101,7 +101,9 @@ def parse_config(data: Any, where: str = "config") -> SyncConfig:
     lock_timeout = data.get("lock_timeout", "2s")
     if isinstance(lock_timeout, int) and not isinstance(lock_timeout, bool):
         lock_timeout = f"{lock_timeout}ms"
-    if not isinstance(lock_timeout, str) or not _DURATION.match(lock_timeout) or lock_timeout.strip() == "0":
+    match = _DURATION.match(lock_timeout) if isinstance(lock_timeout, str) else None
+    # 0 would switch the timeout off: the swap could then wait forever behind a lock.
+    if match is None or int(match.group(1)) == 0:
         raise ConfigError(
             f"{where}: 'lock_timeout' must be a positive duration such as '2s' or '500ms', got {lock_timeout!r}"
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 import psycopg
@@ -23,7 +23,7 @@ class Endpoint:
 
     side: str  # "production" or "staging"
     env_var: str
-    url: str
+    url: str = field(repr=False)  # holds the password
 
     def __post_init__(self) -> None:
         if not self.url or not self.url.strip():

@@ -164,11 +164,10 @@ def run_sync(
         for tp in plan.tables:
             stats = copied[tp.table_key]
             changes = swapped.changes.get(tp.table_key, TableChanges())
-            count = control.execute(sql.SQL("SELECT count(*) FROM {}").format(tp.target.relation())).fetchone()
             result.tables[tp.table_key] = TableResult(
                 key=tp.table_key,
                 production_rows=stats.rows,
-                staging_rows=int(count[0]) if count else 0,
+                staging_rows=swapped.staging_rows[tp.table_key],
                 inserted=changes.inserted,
                 updated=changes.updated,
                 deleted=changes.deleted,

@@ -19,13 +19,17 @@ BOOKKEEPING_SCHEMA = "sync_assets"
 SHADOW_PREFIX = "shadow_"
 PROGRESS_INTERVAL_SECONDS = 10.0
 
-# Text COPY depends on the first five; pin them on both ends so neither side's defaults change a value.
-_COPY_SESSION_SETTINGS = (
+# Text COPY and text comparisons depend on these; pinned on both ends so neither side's defaults change a value.
+SESSION_SETTINGS = (
+    # Both ends speak UTF-8, whatever the databases' own encodings: the server converts on each side.
+    "SET client_encoding = 'UTF8'",
     "SET DateStyle = 'ISO, YMD'",
     "SET IntervalStyle = 'postgres'",
     "SET extra_float_digits = 3",
     "SET bytea_output = 'hex'",
     "SET TimeZone = 'UTC'",
+    # Row-level security would silently filter what COPY reads; off, PostgreSQL refuses instead.
+    "SET row_security = off",
     # A COPY of a large table outlasts a server's default statement_timeout, and the snapshot's
     # exporting session sits idle in its transaction while the other readers copy.
     "SET statement_timeout = 0",
@@ -67,7 +71,7 @@ def export_snapshot(conn: psycopg.Connection) -> str | None:
 
 
 def prepare_session(conn: psycopg.Connection) -> None:
-    for stmt in _COPY_SESSION_SETTINGS:
+    for stmt in SESSION_SETTINGS:
         conn.execute(stmt)
 
 

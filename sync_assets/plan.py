@@ -52,6 +52,13 @@ def _resolve(ref: TableRef, catalog: Catalog, config: SyncConfig, key: str) -> T
 
 def resolve_roles(catalog: Catalog, config: SyncConfig) -> Roles:
     """Split production's tables into synced, preserved and excluded; unknown names are ConfigErrors."""
+    present = {t.schema for t in catalog.tables.values()}
+    missing = [s for s in config.schemas if s not in present]
+    if missing:
+        raise ConfigError(
+            f"'schemas' names {', '.join(repr(s) for s in missing)}, but production has no tables in "
+            f"{'that schema' if len(missing) == 1 else 'those schemas'}"
+        )
     preserved = {_resolve(r, catalog, config, "preserve") for r in config.preserve}
     excluded = {_resolve(r, catalog, config, "exclude") for r in config.exclude}
     both = sorted(preserved & excluded)

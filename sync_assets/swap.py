@@ -23,6 +23,7 @@ from psycopg import sql
 
 from sync_assets.catalog import Table
 from sync_assets.errors import OrphanError, SelectionError, TableFailure, about_table
+from sync_assets.extract import SESSION_SETTINGS
 from sync_assets.graph import fk_order
 from sync_assets.plan import Reference, SyncPlan, TableKey, TablePlan, qualified
 from sync_assets.verify import count_orphans, orphan_condition
@@ -53,6 +54,7 @@ class SwapResult:
     changes: dict[TableKey, TableChanges] = field(default_factory=dict)
     orphans: list[OrphanBackup] = field(default_factory=list)
     sequences: dict[str, int] = field(default_factory=dict)
+    staging_rows: dict[TableKey, int] = field(default_factory=dict)  # counted inside the swap
 
 
 def _ident(key: TableKey) -> sql.Identifier:
@@ -534,13 +536,21 @@ def swap(
     with conn.transaction():
         with conn.cursor() as cur:
             cur.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(lock_timeout)))
-            cur.execute("SET LOCAL statement_timeout = 0")
+            # Changes are found by comparing values' text forms: pin what that text depends on.
+            for setting in SESSION_SETTINGS:
+                cur.execute(setting.replace("SET ", "SET LOCAL ", 1))
             # Deferrable constraints (cycles declared DEFERRABLE) are checked at COMMIT.
             cur.execute("SET CONSTRAINTS ALL DEFERRED")
             check_parents_outside(cur, plan, shadows)
             result.orphans = handle_children_outside(cur, plan, shadows, orphans_policy, run_id, log)
         result.changes = apply_rows(conn, plan, shadows, log)
         with conn.cursor() as cur:
-            # setval is not transactional: moving sequences last keeps the window before COMMIT short.
+            # Deferred constraints are checked now, so a violation fails the run before setval, which no
+            # ROLLBACK undoes, moves any sequence.
+            with about_table("checking deferred constraints of", ", ".join(t.qualified for t in plan.tables)):
+                cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            for tp in plan.tables:
+                cur.execute(sql.SQL("SELECT count(*) FROM {}").format(tp.target.relation()))
+                result.staging_rows[tp.table_key] = int(cur.fetchone()[0])
             result.sequences = advance_sequences(cur, plan)
     return result
