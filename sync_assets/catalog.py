@@ -35,6 +35,7 @@ class Column:
     binary_portable: bool  # COPY BINARY output of one database loads into another
     deterministic_collation: bool = True
     is_domain: bool = False
+    underlying: str = ""  # a domain's base type with its size, e.g. numeric(5,0); else the type itself
 
     @property
     def exact_equality(self) -> bool:
@@ -49,6 +50,7 @@ class ForeignKey:
     ref_table: str
     ref_columns: tuple[str, ...]
     deferrable: bool = False
+    on_delete: str = "a"  # pg_constraint.confdeltype: a no action, r restrict, c cascade, n set null, d set default
 
     @property
     def ref(self) -> tuple[str, str]:
@@ -187,7 +189,9 @@ SELECT a.attrelid, a.attname, a.attnum,
             ELSE (b.oid < %(first_user_oid)s AND b.typtype IN ('b', 'r', 'm') AND b.typsend <> 0)
                  OR b.typtype = 'e' END AS binary_portable,
        coalesce(coll.collisdeterministic, true),
-       t.typtype = 'd'
+       t.typtype = 'd',
+       CASE WHEN t.typtype = 'd' THEN format_type(t.typbasetype, t.typtypmod)
+            ELSE format_type(a.atttypid, a.atttypmod) END
 FROM pg_attribute a
 JOIN pg_type t ON t.oid = a.atttypid
 JOIN pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
@@ -204,7 +208,7 @@ SELECT con.conrelid, con.contype, con.conname,
        fn.nspname, fc.relname,
        ARRAY(SELECT a.attname FROM unnest(con.confkey) WITH ORDINALITY k(n, i)
              JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n ORDER BY k.i)::text[],
-       con.condeferrable
+       con.condeferrable, con.confdeltype::text
 FROM pg_constraint con
 LEFT JOIN pg_class fc ON fc.oid = con.confrelid
 LEFT JOIN pg_namespace fn ON fn.oid = fc.relnamespace
@@ -265,7 +269,7 @@ def introspect(conn: psycopg.Connection, schemas: list[str] | tuple[str, ...] | 
 
         columns: dict[int, list[Column]] = {oid: [] for oid in oids}
         cur.execute(_COLUMNS_SQL, {"oids": oids, "first_user_oid": FIRST_USER_OID})
-        for relid, name, attnum, typ, base_type, is_array, is_enum, nn, hasdef, gen, ident, binok, det, dom in cur:
+        for relid, name, attnum, typ, base_type, is_array, is_enum, nn, hasdef, gen, ident, binok, det, dom, und in cur:
             columns[relid].append(
                 Column(
                     name=name,
@@ -281,6 +285,7 @@ def introspect(conn: psycopg.Connection, schemas: list[str] | tuple[str, ...] | 
                     binary_portable=bool(binok),
                     deterministic_collation=bool(det),
                     is_domain=bool(dom),
+                    underlying=und,
                 )
             )
 
@@ -288,13 +293,15 @@ def introspect(conn: psycopg.Connection, schemas: list[str] | tuple[str, ...] | 
         uniques: dict[int, list[tuple[str, ...]]] = {oid: [] for oid in oids}
         fks: dict[int, list[ForeignKey]] = {oid: [] for oid in oids}
         cur.execute(_CONSTRAINTS_SQL, {"oids": oids})
-        for relid, contype, conname, cols, ref_schema, ref_table, ref_cols, deferrable in cur:
+        for relid, contype, conname, cols, ref_schema, ref_table, ref_cols, deferrable, on_delete in cur:
             if contype == "p":
                 pks[relid] = tuple(cols)
             elif contype == "u":
                 uniques[relid].append(tuple(cols))
             else:
-                fks[relid].append(ForeignKey(conname, tuple(cols), ref_schema, ref_table, tuple(ref_cols), deferrable))
+                fks[relid].append(
+                    ForeignKey(conname, tuple(cols), ref_schema, ref_table, tuple(ref_cols), deferrable, on_delete)
+                )
         cur.execute(_UNIQUE_INDEXES_SQL, {"oids": oids})
         for relid, cols in cur:
             uniques[relid].append(tuple(cols))

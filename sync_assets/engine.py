@@ -24,8 +24,9 @@ from sync_assets.extract import (
     extract,
     shadow_name,
 )
+from sync_assets.outside import OrphanBackup
 from sync_assets.plan import SyncPlan, TableKey, build_plan
-from sync_assets.swap import OrphanBackup, TableChanges, swap
+from sync_assets.swap import TableChanges, swap
 
 # One sync at a time per staging database: a session-level advisory lock, released if the process dies.
 ADVISORY_LOCK_KEY = 0x5359_4E43_4153_5354  # "SYNCASST"

@@ -100,4 +100,11 @@ def about_table(action: str, table: str) -> Iterator[None]:
         primary = diag.message_primary or str(exc).splitlines()[0]
         detail = f" ({diag.message_detail})" if diag.message_detail else ""
         state = f" [SQLSTATE {exc.sqlstate}]" if exc.sqlstate else ""
-        raise TableFailure(f"{action} {table} failed, staging left unchanged: {primary}{detail}{state}", exc) from exc
+        hint = (
+            "; grant the database role the missing privilege (README.md, 'Privileges')"
+            if exc.sqlstate == "42501"
+            else ""
+        )
+        raise TableFailure(
+            f"{action} {table} failed, staging left unchanged: {primary}{detail}{state}{hint}", exc
+        ) from exc

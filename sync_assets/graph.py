@@ -56,10 +56,14 @@ def _components(nodes: list[K], parents: Mapping[K, set[K]]) -> list[list[K]]:
     return result
 
 
-def fk_order(nodes: Iterable[K], parents: Mapping[K, Iterable[K]]) -> list[K]:
-    """Nodes with every parent first; members of a cycle in sorted order; ties broken by sort order.
+def fk_order(
+    nodes: Iterable[K], parents: Mapping[K, Iterable[K]], hard: Mapping[K, Iterable[K]] | None = None
+) -> list[K]:
+    """Nodes with every parent first; ties broken by sort order.
 
     `parents[child]` lists what child references; references to nodes outside `nodes` are ignored.
+    Inside a cycle some reference must point forward: `hard[child]`, a subset of parents (NOT NULL
+    foreign keys, which cannot be filled in later), are kept pointing backward where possible.
     """
     node_list = sorted(set(nodes))
     known = set(node_list)
@@ -76,7 +80,7 @@ def fk_order(nodes: Iterable[K], parents: Mapping[K, Iterable[K]]) -> list[K]:
     order: list[K] = []
     while ready:
         _, i = heapq.heappop(ready)
-        order.extend(_order_cycle(comps[i], par))
+        order.extend(_order_cycle(comps[i], par, {n: set(hard.get(n, ())) if hard else set() for n in comps[i]}))
         for c in sorted(children[i]):
             waiting[c].discard(i)
             if not waiting[c]:
@@ -84,16 +88,15 @@ def fk_order(nodes: Iterable[K], parents: Mapping[K, Iterable[K]]) -> list[K]:
     return order
 
 
-def _order_cycle(members: list[K], parents: Mapping[K, set[K]]) -> list[K]:
+def _order_cycle(members: list[K], parents: Mapping[K, set[K]], hard: Mapping[K, set[K]]) -> list[K]:
     """Order the members of one cycle dropping few edges: place whatever has all its parents placed,
-    and when nothing has, the member with the fewest unplaced parents (ties by sort order)."""
+    and when nothing has, the member with the fewest unplaced hard parents, then parents, then name."""
     if len(members) == 1:
         return members
     left = set(members)
     placed: list[K] = []
     while left:
-        waiting = {m: len(parents[m] & left) for m in left}
-        pick = min(left, key=lambda m: (waiting[m], m))
+        pick = min(left, key=lambda m: (len(hard[m] & left), len(parents[m] & left), m))
         placed.append(pick)
         left.discard(pick)
     return placed

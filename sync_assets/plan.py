@@ -50,6 +50,11 @@ def _resolve(ref: TableRef, catalog: Catalog, config: SyncConfig, key: str) -> T
     return (found[0], ref.name)
 
 
+def _must_be_set(table: Table, fk: ForeignKey) -> bool:
+    """A foreign key whose row cannot be written first and linked later: NOT NULL, not deferrable."""
+    return not fk.deferrable and any((c := table.column(n)) is not None and c.not_null for n in fk.columns)
+
+
 def resolve_roles(catalog: Catalog, config: SyncConfig) -> Roles:
     """Split production's tables into synced, preserved and excluded; unknown names are ConfigErrors."""
     present = {t.schema for t in catalog.tables.values()}
@@ -66,7 +71,8 @@ def resolve_roles(catalog: Catalog, config: SyncConfig) -> Roles:
         raise ConfigError(f"table {qualified(both[0])} is listed under both 'preserve' and 'exclude'")
     synced = [t.key for t in catalog.in_schemas(config.schemas) if t.key not in preserved | excluded]
     parents = {k: [fk.ref for fk in catalog.tables[k].foreign_keys] for k in synced}
-    order = fk_order(synced, parents)
+    hard = {k: [fk.ref for fk in catalog.tables[k].foreign_keys if _must_be_set(catalog.tables[k], fk)] for k in synced}
+    order = fk_order(synced, parents, hard)
     return Roles(
         synced=tuple(order),
         preserved=tuple(sorted(preserved)),
@@ -96,7 +102,7 @@ def _split_type(type_name: str) -> tuple[str, list[int], str] | None:
 
 def _underlying(col: Column) -> str:
     """A domain compares as its base type (its CHECKs then judge each value as it is copied)."""
-    return col.base_type if col.is_domain else col.type
+    return (col.underlying or col.base_type) if col.is_domain else col.type
 
 
 def types_compatible(source: str, target: str) -> bool:
@@ -303,6 +309,13 @@ def build_plan(
     run = [k for k in roles.synced if k in selection]
     tables = tuple(_plan_table(production.tables[k], staging.get(*k), staging, production.enums) for k in run)
 
+    for tp in tables:
+        referencing = [t.qualified for t, _ in staging.referencing(*tp.table_key) if t.key != tp.table_key]
+        if not tp.key and referencing:
+            raise DriftError(
+                f"{tp.qualified} has no primary key nor unique NOT NULL key, so the sync replaces it whole, but "
+                f"{', '.join(sorted(set(referencing)))} reference it: give {tp.qualified} a primary key"
+            )
     plan = SyncPlan(tables=tables, children_outside=(), parents_outside=(), roles=roles, staging=staging)
     children: list[Reference] = []
     parents: list[Reference] = []
@@ -334,6 +347,13 @@ def _defer_cycle_columns(tables: tuple[TablePlan, ...]) -> tuple[TablePlan, ...]
         if not forward:
             out.append(tp)
             continue
+        stuck = next((fk for fk in forward if _must_be_set(tp.target, fk)), None)
+        if stuck is not None:
+            raise DriftError(
+                f"the foreign keys of {tp.qualified} and {qualified(stuck.ref)} form a cycle that no order of "
+                f"inserts can satisfy: {tp.qualified}.{', '.join(stuck.columns)} ({stuck.name}) is NOT NULL and "
+                "not DEFERRABLE in staging; make that foreign key DEFERRABLE or its column nullable"
+            )
         cols = tuple(dict.fromkeys(c for fk in forward for c in fk.columns))
         note = f"foreign key cycle: {', '.join(fk.name for fk in forward)} linked after every table is applied"
         out.append(replace(tp, deferred_columns=cols, notes=(*tp.notes, note)))

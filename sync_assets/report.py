@@ -8,7 +8,7 @@ from dagster import MetadataValue, TableColumn, TableColumnConstraints, TableSch
 
 from sync_assets.catalog import Table
 from sync_assets.engine import SyncResult, TableResult
-from sync_assets.swap import OrphanBackup
+from sync_assets.outside import OrphanBackup
 
 
 def table_name(database: str | None, schema: str, name: str) -> str:

@@ -8,6 +8,7 @@ import psycopg
 from psycopg import sql
 
 from sync_assets.catalog import ForeignKey, Table
+from sync_assets.sqlparts import match, not_null
 
 
 def count_rows(conn: psycopg.Connection, table: Table) -> int:
@@ -30,12 +31,7 @@ def orphan_condition(fk: ForeignKey, parent: sql.Composable) -> sql.Composable:
     Any NULL column means no reference at all (MATCH SIMPLE), as PostgreSQL itself checks it.
     """
     return sql.SQL("{nn} AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE {match})").format(
-        nn=sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(sql.Identifier("c", n)) for n in fk.columns),
-        parent=parent,
-        match=sql.SQL(" AND ").join(
-            sql.SQL("{} = {}").format(sql.Identifier("p", r), sql.Identifier("c", c))
-            for c, r in zip(fk.columns, fk.ref_columns, strict=True)
-        ),
+        nn=not_null("c", fk.columns), parent=parent, match=match("p", fk.ref_columns, "c", fk.columns)
     )
 
 
