@@ -35,8 +35,8 @@ from sync_assets.catalog_cache import LoadedCatalog
 from sync_assets.config import SyncConfig
 from sync_assets.connections import Endpoint
 from sync_assets.engine import SyncResult, run_sync
-from sync_assets.errors import SyncError, is_transient, redact
-from sync_assets.plan import Roles, TableKey, resolve_roles
+from sync_assets.errors import ConfigError, SyncError, is_transient, redact
+from sync_assets.plan import Roles, TableKey, qualified, resolve_roles
 from sync_assets.report import column_schema, orphan_summary, table_metadata, table_name
 from sync_assets.resources import ProductionDatabase, StagingDatabase
 from sync_assets.verify import count_orphans, count_rows
@@ -47,21 +47,34 @@ SYNC_OP_NAME = "sync_staging"
 KIND = "postgres"
 
 
+def _dagster_name(name: str) -> str:
+    """Dagster derives op, output and check names from asset keys and allows only letters, digits and
+    underscores in them; PostgreSQL names allow anything ("Sales Data", "order-items")."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", name)
+
+
 def group_of(schema: str) -> str:
-    """Dagster group names allow only letters, digits and underscores; schema names allow anything."""
-    return re.sub(r"[^A-Za-z0-9_]", "_", schema)
+    return _dagster_name(schema)
 
 
 def staging_key(key: TableKey) -> AssetKey:
-    return AssetKey(["staging", key[0], key[1]])
+    return AssetKey(["staging", _dagster_name(key[0]), _dagster_name(key[1])])
 
 
 def production_key(key: TableKey) -> AssetKey:
-    return AssetKey(["production", key[0], key[1]])
+    return AssetKey(["production", _dagster_name(key[0]), _dagster_name(key[1])])
 
 
-def table_of(asset_key: AssetKey) -> TableKey:
-    return (asset_key.path[1], asset_key.path[2])
+@dataclass(frozen=True)
+class SyncAssets:
+    assets: list[AssetsDefinition | AssetSpec]
+    checks: list[ChecksDefinition]
+    synced: dict[TableKey, AssetKey]  # what sync_job materializes
+    orphan_checks: list[AssetCheckKey]  # and the checks it runs besides the synced assets' own
+
+    @classmethod
+    def empty(cls) -> "SyncAssets":
+        return cls([], [], {}, [])
 
 
 def failure_for(exc: BaseException, *endpoints: Endpoint) -> Failure:
@@ -103,12 +116,11 @@ def _description(table: Table, note: str | None) -> str:
 
 
 def _row_count_check(
-    context: AssetExecutionContext,
     check_key: AssetCheckKey,
+    key: TableKey,
     result: SyncResult | None,
     counts: Callable[[TableKey], tuple[int, int]],
 ) -> AssetCheckResult:
-    key = table_of(check_key.asset_key)
     if result is not None and key in result.tables:
         production_rows, staging_rows = result.tables[key].production_rows, result.tables[key].staging_rows
         basis = "the snapshot this run copied"
@@ -138,12 +150,20 @@ def build_sync_assets(
     config: SyncConfig,
     config_loader: Callable[[], SyncConfig],
     staging_db: str | None = None,
-) -> tuple[list[AssetsDefinition | AssetSpec], list[ChecksDefinition], list[AssetKey], list[AssetCheckKey]]:
-    """Assets, checks, and the keys sync_job runs: the synced tables and the preserved tables' checks."""
+) -> SyncAssets:
+    """Assets, checks, and what sync_job runs: the synced tables and the preserved tables' checks."""
     if loaded.catalog is None:
-        return [], [], [], []
+        return SyncAssets.empty()
     layout = Layout.build(loaded.catalog, config)
     catalog, roles = layout.catalog, layout.roles
+    table_for: dict[AssetKey, TableKey] = {}
+    for key in (*roles.synced, *roles.preserved):
+        other = table_for.setdefault(staging_key(key), key)
+        if other != key:
+            raise ConfigError(
+                f"tables {qualified(other)} and {qualified(key)} would both be the Dagster asset "
+                f"{staging_key(key).to_user_string()}; exclude one of them"
+            )
     note = loaded.note if loaded.source != "live" else None
 
     specs = []
@@ -228,7 +248,7 @@ def build_sync_assets(
             run_config = config_loader()
         except SyncError as exc:
             raise failure_for(exc) from None
-        selected = {table_of(k) for k in context.selected_asset_keys}
+        selected = {table_for[k] for k in context.selected_asset_keys}
         result: SyncResult | None = None
         try:
             if selected:
@@ -259,7 +279,7 @@ def build_sync_assets(
                 raise failure_for(exc, source, target) from None
 
         for check_key in sorted(context.selected_asset_check_keys, key=lambda k: k.asset_key.to_string()):
-            yield _row_count_check(context, check_key, result, fresh_counts)
+            yield _row_count_check(check_key, table_for[check_key.asset_key], result, fresh_counts)
 
     assets: list[AssetsDefinition | AssetSpec] = [sync_staging, *external, *preserved_specs]
     checks: list[ChecksDefinition] = []
@@ -285,10 +305,10 @@ def build_sync_assets(
                 raise failure_for(exc) from None
             with conn:
                 for check_key in sorted(context.selected_asset_check_keys, key=lambda k: k.asset_key.to_string()):
-                    yield _orphans_check(conn, catalog.tables[table_of(check_key.asset_key)], check_key)
+                    yield _orphans_check(conn, catalog.tables[table_for[check_key.asset_key]], check_key)
 
         checks.append(preserved_no_orphans)
-    return assets, checks, [staging_key(k) for k in roles.synced], orphan_check_keys
+    return SyncAssets(assets, checks, {k: staging_key(k) for k in roles.synced}, orphan_check_keys)
 
 
 def _orphans_check(conn: psycopg.Connection, table: Table, check_key: AssetCheckKey) -> AssetCheckResult:

@@ -1,6 +1,7 @@
 """The schedule and the production-change sensor that run sync_job unattended."""
 
 import json
+import uuid
 
 from dagster import (
     AssetKey,
@@ -25,6 +26,7 @@ from sync_assets.resources import ProductionDatabase
 SCHEDULE_NAME = "sync_every_6_hours"
 SENSOR_NAME = "production_changes"
 SENSOR_INTERVAL_SECONDS = 120
+REQUEST_TAG = "sync_assets/sensor_request"
 # A run in any of these states is a sync under way: the sensor waits for it.
 ACTIVE_STATUSES = [
     DagsterRunStatus.QUEUED,
@@ -46,9 +48,9 @@ def build_schedule(job: UnresolvedAssetJobDefinition) -> ScheduleDefinition:
     )
 
 
-def build_sensor(job: UnresolvedAssetJobDefinition, synced: list[AssetKey], config: SyncConfig):
+def build_sensor(job: UnresolvedAssetJobDefinition, synced: dict[tuple[str, str], AssetKey], config: SyncConfig):
     """Requests a sync of exactly the tables whose production write counters moved since the last look."""
-    by_name = {f"{k.path[1]}.{k.path[2]}": k for k in synced}
+    by_name = {f"{schema}.{name}": key for (schema, name), key in synced.items()}
 
     @sensor(
         name=SENSOR_NAME,
@@ -65,21 +67,47 @@ def build_sensor(job: UnresolvedAssetJobDefinition, synced: list[AssetKey], conf
         except SyncError as exc:
             return SkipReason(f"cannot read production's counters: {exc}")
         if not context.cursor:
-            return SensorResult(skip_reason="first look: counters recorded", cursor=json.dumps(current))
-        previous = json.loads(context.cursor)
-        changed = [by_name[n] for n in changed_tables(previous, current) if n in by_name]
-        if not changed:
+            return SensorResult(skip_reason="first look: counters recorded", cursor=_cursor(current, {}))
+        state = json.loads(context.cursor)
+        if "counters" not in state:  # a cursor written before runs were followed up
+            state = {"counters": state, "pending": {}}
+        pending, retry = _follow_up(context, state.get("pending", {}))
+        names = sorted((set(changed_tables(state["counters"], current)) | retry) & set(by_name))
+        if not names:
             # Counters of tables the sensor does not sync may still move: keep them current.
-            return SensorResult(skip_reason="no synced table changed", cursor=json.dumps(current))
+            return SensorResult(skip_reason="no synced table changed", cursor=_cursor(current, pending))
         active = context.instance.get_run_records(
             filters=RunsFilter(job_name=job.name, statuses=ACTIVE_STATUSES), limit=1
         )
         if active:
             # Keep the old cursor, so these changes are picked up once that run is done.
             return SkipReason(f"a sync is running ({active[0].dagster_run.run_id}); will look again")
-        return SensorResult(
-            run_requests=[RunRequest(asset_selection=changed, tags={"sync_assets/trigger": "production_changes"})],
-            cursor=json.dumps(current),
+        token = uuid.uuid4().hex
+        request = RunRequest(
+            asset_selection=[by_name[n] for n in names],
+            tags={"sync_assets/trigger": SENSOR_NAME, REQUEST_TAG: token},
         )
+        return SensorResult(run_requests=[request], cursor=_cursor(current, {**pending, token: names}))
 
     return production_changes
+
+
+def _cursor(counters: dict, pending: dict[str, list[str]]) -> str:
+    return json.dumps({"counters": counters, "pending": pending})
+
+
+def _follow_up(
+    context: SensorEvaluationContext, pending: dict[str, list[str]]
+) -> tuple[dict[str, list[str]], set[str]]:
+    """Runs this sensor requested: a finished one is forgotten; a failed or canceled one hands its
+    tables back, so their changes are not lost until the schedule's next run."""
+    still: dict[str, list[str]] = {}
+    retry: set[str] = set()
+    for token, names in pending.items():
+        records = context.instance.get_run_records(filters=RunsFilter(tags={REQUEST_TAG: token}), limit=1)
+        status = records[0].dagster_run.status if records else None
+        if status in (DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED):
+            retry.update(names)
+        elif status != DagsterRunStatus.SUCCESS:
+            still[token] = names  # queued, running, or not launched yet
+    return still, retry

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from dagster import AssetSelection, Definitions, EnvVar, define_asset_job
 
-from sync_assets.assets import build_sync_assets
+from sync_assets.assets import SyncAssets, build_sync_assets
 from sync_assets.automation import build_schedule, build_sensor
 from sync_assets.catalog_cache import LoadedCatalog, load_catalog
 from sync_assets.config import SyncConfig, load_config
@@ -53,28 +53,26 @@ def build_definitions(
     except SyncError:
         staging_db = None
     try:
-        assets, checks, synced_keys, orphan_checks = build_sync_assets(
-            catalog, layout_config, config_loader, staging_db
-        )
+        built = build_sync_assets(catalog, layout_config, config_loader, staging_db)
     except ConfigError as exc:
         # A config naming tables production lacks: show nothing rather than something wrong.
         log.warning("sync_assets: %s; no assets until it is fixed", exc)
-        assets, checks, synced_keys, orphan_checks = [], [], [], []
+        built = SyncAssets.empty()
 
     job = define_asset_job(
         JOB_NAME,
-        selection=AssetSelection.assets(*synced_keys) | AssetSelection.checks(*orphan_checks),
+        selection=AssetSelection.assets(*built.synced.values()) | AssetSelection.checks(*built.orphan_checks),
         description="Sync production into staging: one snapshot, one swap transaction, then the checks.",
         tags={"sync_assets/lock": "staging"},
     )
     production = ProductionDatabase(url=production_url if production_url is not None else EnvVar(PRODUCTION_ENV))
     staging = StagingDatabase(url=staging_url if staging_url is not None else EnvVar(STAGING_ENV))
     return Definitions(
-        assets=assets,
-        asset_checks=checks,
+        assets=built.assets,
+        asset_checks=built.checks,
         jobs=[job],
         schedules=[build_schedule(job)],
-        sensors=[build_sensor(job, synced_keys, layout_config)],
+        sensors=[build_sensor(job, built.synced, layout_config)],
         resources={"production": production, "staging": staging},
     )
 

@@ -88,9 +88,9 @@ def build(pair: Pair, cache_dir: Path, config: SyncConfig = CONFIG, **kwargs) ->
     return build_definitions(pair.prod_url, pair.staging_url, config, cache_dir=cache_dir, **kwargs)
 
 
-def run(defs: Definitions, **kwargs) -> ExecuteInProcessResult:
+def run(defs: Definitions, instance: DagsterInstance | None = None, **kwargs) -> ExecuteInProcessResult:
     job = defs.resolve_job_def("sync_job")
-    return job.execute_in_process(instance=DagsterInstance.ephemeral(), raise_on_error=False, **kwargs)
+    return job.execute_in_process(instance=instance or DagsterInstance.ephemeral(), raise_on_error=False, **kwargs)
 
 
 def materialized(result: ExecuteInProcessResult) -> list[AssetKey]:
@@ -130,6 +130,11 @@ def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def counters(cursor: str) -> dict[str, list]:
+    """The production write counters the sensor's cursor holds."""
+    return json.loads(cursor)["counters"]
 
 
 def wait_for_writes(pair: Pair, before: dict[str, list[int]], tables: list[str]) -> dict[str, list[int]]:
@@ -548,14 +553,14 @@ def test_sensor_first_look_then_skip_then_requests_exactly_the_changed_synced_ta
     assert isinstance(first, SensorResult)
     assert first.run_requests == []
     assert first.skip_reason == SkipReason("first look: counters recorded")
-    recorded = json.loads(first.cursor)
+    recorded = counters(first.cursor)
     assert set(recorded) == {f"public.{t}" for t in ALL_TABLES}
 
     quiet = evaluate(first.cursor)
     assert isinstance(quiet, SensorResult)
     assert quiet.run_requests == []
     assert quiet.skip_reason == SkipReason("no synced table changed")
-    assert json.loads(quiet.cursor) == recorded
+    assert counters(quiet.cursor) == recorded
 
     with cruise_pair.prod() as app:
         app.execute("UPDATE ports SET tz = 'Europe/Oslo' WHERE code = 'P01'")
@@ -572,18 +577,43 @@ def test_sensor_first_look_then_skip_then_requests_exactly_the_changed_synced_ta
     assert len(changed.run_requests) == 1
     request = changed.run_requests[0]
     assert sorted(request.asset_selection, key=lambda k: k.to_string()) == [staging("ports"), staging("pricing")]
-    assert request.tags == {"sync_assets/trigger": "production_changes"}
-    assert json.loads(changed.cursor) == now
+    token = request.tags["sync_assets/sensor_request"]
+    assert request.tags == {"sync_assets/trigger": "production_changes", "sync_assets/sensor_request": token}
+    assert json.loads(changed.cursor) == {"counters": now, "pending": {token: ["public.ports", "public.pricing"]}}
 
     again = evaluate(changed.cursor)
     assert isinstance(again, SensorResult)
     assert again.run_requests == []
     assert again.skip_reason == SkipReason("no synced table changed")
 
-    # the request runs: exactly the two tables
-    result = run(defs, asset_selection=list(request.asset_selection))
+    # the request runs: exactly the two tables; once it succeeded the sensor forgets it
+    result = run(defs, asset_selection=list(request.asset_selection), tags=request.tags, instance=evaluate.instance)
     assert result.success
     assert materialized(result) == [staging("ports"), staging("pricing")]
+    done = evaluate(again.cursor)
+    assert isinstance(done, SensorResult) and done.run_requests == []
+    assert json.loads(done.cursor)["pending"] == {}
+
+
+def test_sensor_requests_the_tables_of_a_failed_run_again(cruise_pair: Pair, tmp_path: Path) -> None:
+    defs = build(cruise_pair, tmp_path)
+    evaluate = SensorProbe(defs, cruise_pair.prod_url)
+    cursor = evaluate(None).cursor
+    with cruise_pair.prod() as app:
+        app.execute("UPDATE ports SET tz = 'Asia/Tokyo' WHERE code = 'P02'")
+    wait_for_writes(cruise_pair, counters(cursor), ["public.ports"])
+    first = evaluate(cursor)
+    assert isinstance(first, SensorResult) and len(first.run_requests) == 1
+    failed = evaluate.instance.create_run_for_job(
+        defs.resolve_job_def("sync_job"), status=DagsterRunStatus.STARTED, tags=first.run_requests[0].tags
+    )
+    evaluate.instance.report_run_failed(failed)
+
+    again = evaluate(first.cursor)
+
+    assert isinstance(again, SensorResult)
+    assert [list(r.asset_selection) for r in again.run_requests] == [[staging("ports")]]
+    assert list(json.loads(again.cursor)["pending"].values()) == [["public.ports"]]
 
 
 def test_sensor_waits_for_an_active_sync_without_advancing_its_cursor(cruise_pair: Pair, tmp_path: Path) -> None:
@@ -592,7 +622,7 @@ def test_sensor_waits_for_an_active_sync_without_advancing_its_cursor(cruise_pai
     cursor = evaluate(None).cursor
     with cruise_pair.prod() as app:
         app.execute("UPDATE ports SET tz = 'Asia/Tokyo' WHERE code = 'P02'")
-    wait_for_writes(cruise_pair, json.loads(cursor), ["public.ports"])
+    wait_for_writes(cruise_pair, counters(cursor), ["public.ports"])
     active = evaluate.instance.create_run_for_job(defs.resolve_job_def("sync_job"), status=DagsterRunStatus.STARTED)
 
     context = evaluate.context(cursor)
@@ -648,7 +678,7 @@ def test_sensor_requests_a_partitioned_table_written_through_its_partitions(pair
     cursor = evaluate(None).cursor
     with pair.prod() as app:
         app.execute("INSERT INTO events VALUES (1, '2026-05-01')")
-    wait_for_writes(pair, json.loads(cursor), ["public.events"])
+    wait_for_writes(pair, counters(cursor), ["public.events"])
 
     result = evaluate(cursor)
 
@@ -662,12 +692,12 @@ def test_sensor_notices_a_truncate_when_production_statistics_are_fresh(cruise_p
     defs = build(cruise_pair, tmp_path)
     evaluate = SensorProbe(defs, cruise_pair.prod_url)
     cursor = evaluate(None).cursor
-    assert json.loads(cursor)["public.webhook_events"][:4] == [0, 0, 0, 0]
+    assert counters(cursor)["public.webhook_events"][:4] == [0, 0, 0, 0]
     with cruise_pair.prod() as app:
         assert app.execute("SELECT count(*) FROM webhook_events").fetchone() == (51,)
         app.execute("TRUNCATE webhook_events")
         app.execute("INSERT INTO users (email) VALUES ('flush-marker@example.com')")  # preserved: not requested
-    wait_for_writes(cruise_pair, json.loads(cursor), ["public.users"])
+    wait_for_writes(cruise_pair, counters(cursor), ["public.users"])
 
     result = evaluate(cursor)
 
