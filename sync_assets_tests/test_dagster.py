@@ -595,13 +595,19 @@ def test_sensor_first_look_then_skip_then_requests_exactly_the_changed_synced_ta
     assert json.loads(done.cursor)["pending"] == {}
 
 
-def test_sensor_requests_the_tables_of_a_failed_run_again(cruise_pair: Pair, tmp_path: Path) -> None:
-    defs = build(cruise_pair, tmp_path)
-    evaluate = SensorProbe(defs, cruise_pair.prod_url)
+def sensor_after_a_port_write(pair: Pair, tmp_path: Path) -> tuple[Definitions, SensorProbe, str]:
+    """The sensor's first look, then the application writes to production's ports."""
+    defs = build(pair, tmp_path)
+    evaluate = SensorProbe(defs, pair.prod_url)
     cursor = evaluate(None).cursor
-    with cruise_pair.prod() as app:
+    with pair.prod() as app:
         app.execute("UPDATE ports SET tz = 'Asia/Tokyo' WHERE code = 'P02'")
-    wait_for_writes(cruise_pair, counters(cursor), ["public.ports"])
+    wait_for_writes(pair, counters(cursor), ["public.ports"])
+    return defs, evaluate, cursor
+
+
+def test_sensor_requests_the_tables_of_a_failed_run_again(cruise_pair: Pair, tmp_path: Path) -> None:
+    defs, evaluate, cursor = sensor_after_a_port_write(cruise_pair, tmp_path)
     first = evaluate(cursor)
     assert isinstance(first, SensorResult) and len(first.run_requests) == 1
     failed = evaluate.instance.create_run_for_job(
@@ -617,12 +623,7 @@ def test_sensor_requests_the_tables_of_a_failed_run_again(cruise_pair: Pair, tmp
 
 
 def test_sensor_waits_for_an_active_sync_without_advancing_its_cursor(cruise_pair: Pair, tmp_path: Path) -> None:
-    defs = build(cruise_pair, tmp_path)
-    evaluate = SensorProbe(defs, cruise_pair.prod_url)
-    cursor = evaluate(None).cursor
-    with cruise_pair.prod() as app:
-        app.execute("UPDATE ports SET tz = 'Asia/Tokyo' WHERE code = 'P02'")
-    wait_for_writes(cruise_pair, counters(cursor), ["public.ports"])
+    defs, evaluate, cursor = sensor_after_a_port_write(cruise_pair, tmp_path)
     active = evaluate.instance.create_run_for_job(defs.resolve_job_def("sync_job"), status=DagsterRunStatus.STARTED)
 
     context = evaluate.context(cursor)

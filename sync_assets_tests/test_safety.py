@@ -99,7 +99,7 @@ def test_killed_during_swap_leaves_staging_unchanged_and_readers_see_old_rows(cr
 
     # pricing is applied after cruises, itineraries and the orphan backup: all of those are
     # already written inside the swap transaction when it waits for this lock.
-    with staging_row_lock(cruise_pair, "SELECT * FROM pricing WHERE cruise_id = 10 FOR UPDATE"):
+    with staging_row_lock(cruise_pair, PRICING_LOCK):
         proc = start_runner(cruise_pair, config, tmp_path / "run.log")
         try:
             wait_for(lambda: sync_backends(cruise_pair, cruise_pair.staging_db, True), "the swap to wait on the lock")
@@ -154,25 +154,42 @@ def test_killed_while_copying_leaves_staging_unchanged(cruise_pair: Pair, tmp_pa
     assert shadow_tables(cruise_pair) == []
 
 
-def test_lost_staging_connection_mid_swap_is_transient_and_changes_nothing(cruise_pair: Pair) -> None:
-    with cruise_pair.staging() as staging:
-        before = snapshot_tables(staging, ALL_STAGING)
+PRICING_LOCK = "SELECT * FROM pricing WHERE cruise_id = 10 FOR UPDATE"
+COUNTS = (
+    "SELECT (SELECT count(*) FROM cruises), (SELECT count(*) FROM itineraries),"
+    " (SELECT count(*) FROM quote_requests), (SELECT count(*) FROM cruise_lines)"
+)
+
+
+@contextmanager
+def sync_paused_in_swap(pair: Pair) -> Iterator[list[BaseException]]:
+    """A sync in a thread, paused mid-swap on a row lock the test holds; it goes on when the block ends.
+    Yields the list its exception (if any) lands in."""
     errors: list[BaseException] = []
 
     def run() -> None:
         try:
-            cruise_pair.sync(PATIENT)
+            pair.sync(PATIENT)
         except BaseException as exc:
             errors.append(exc)
 
-    with staging_row_lock(cruise_pair, "SELECT * FROM pricing WHERE cruise_id = 10 FOR UPDATE"):
-        worker = threading.Thread(target=run)
-        worker.start()
-        pids = wait_for(lambda: sync_backends(cruise_pair, cruise_pair.staging_db, True), "the swap to wait")
-        with cruise_pair.cluster.connect() as admin:
-            for pid in pids:
-                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    worker = threading.Thread(target=run)
+    try:
+        with staging_row_lock(pair, PRICING_LOCK):
+            worker.start()
+            wait_for(lambda: sync_backends(pair, pair.staging_db, True), "the swap to wait on the lock")
+            yield errors
+    finally:
         worker.join(timeout=60)
+    assert not worker.is_alive()
+
+
+def test_lost_staging_connection_mid_swap_is_transient_and_changes_nothing(cruise_pair: Pair) -> None:
+    with cruise_pair.staging() as staging:
+        before = snapshot_tables(staging, ALL_STAGING)
+    with sync_paused_in_swap(cruise_pair) as errors, cruise_pair.cluster.connect() as admin:
+        for pid in sync_backends(cruise_pair, cruise_pair.staging_db, True):
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
     assert len(errors) == 1
     assert isinstance(errors[0], psycopg.OperationalError)
     assert is_transient(errors[0])
@@ -183,55 +200,21 @@ def test_lost_staging_connection_mid_swap_is_transient_and_changes_nothing(cruis
 def test_readers_see_old_state_until_commit_then_new_state(cruise_pair: Pair) -> None:
     with cruise_pair.staging() as staging:
         before = snapshot_tables(staging, ALL_STAGING)
-    done = threading.Event()
-
-    def run() -> None:
-        try:
-            cruise_pair.sync(PATIENT)
-        finally:
-            done.set()
-
-    with staging_row_lock(cruise_pair, "SELECT * FROM pricing WHERE cruise_id = 10 FOR UPDATE"):
-        worker = threading.Thread(target=run)
-        worker.start()
-        wait_for(lambda: sync_backends(cruise_pair, cruise_pair.staging_db, True), "the swap to wait")
-        with cruise_pair.staging() as reader:
-            reader.execute("SET statement_timeout = '5s'")
-            # One statement reading every table at once: a torn state would show mixed counts.
-            counts = reader.execute(
-                "SELECT (SELECT count(*) FROM cruises), (SELECT count(*) FROM itineraries),"
-                " (SELECT count(*) FROM quote_requests), (SELECT count(*) FROM cruise_lines)"
-            ).fetchone()
-            assert counts == (200, 600, 25, 5)
-            assert snapshot_tables(reader, ALL_STAGING) == before
-    worker.join(timeout=60)
-    assert done.is_set()
+    with sync_paused_in_swap(cruise_pair) as errors, cruise_pair.staging() as reader:
+        reader.execute("SET statement_timeout = '5s'")
+        # One statement reading every table at once: a torn state would show mixed counts.
+        assert reader.execute(COUNTS).fetchone() == (200, 600, 25, 5)
+        assert snapshot_tables(reader, ALL_STAGING) == before
+    assert errors == []
     with cruise_pair.staging() as reader:
-        counts = reader.execute(
-            "SELECT (SELECT count(*) FROM cruises), (SELECT count(*) FROM itineraries),"
-            " (SELECT count(*) FROM quote_requests), (SELECT count(*) FROM cruise_lines)"
-        ).fetchone()
-        assert counts == (210, 590, 21, 6)
+        assert reader.execute(COUNTS).fetchone() == (210, 590, 21, 6)
 
 
 def test_second_concurrent_sync_is_refused_as_busy(cruise_pair: Pair) -> None:
     from sync_assets.errors import BusyError
 
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            cruise_pair.sync(PATIENT)
-        except BaseException as exc:
-            errors.append(exc)
-
-    with staging_row_lock(cruise_pair, "SELECT * FROM pricing WHERE cruise_id = 10 FOR UPDATE"):
-        worker = threading.Thread(target=run)
-        worker.start()
-        wait_for(lambda: sync_backends(cruise_pair, cruise_pair.staging_db, True), "the first sync to wait")
-        with pytest.raises(BusyError, match="another sync is running against this staging database"):
-            cruise_pair.sync(cruise.CONFIG_YAML)
-    worker.join(timeout=60)
+    with sync_paused_in_swap(cruise_pair) as errors, pytest.raises(BusyError, match="another sync is running"):
+        cruise_pair.sync(cruise.CONFIG_YAML)
     assert errors == []
 
 
@@ -258,7 +241,7 @@ def test_dagster_retries_a_lost_connection_and_then_succeeds(cruise_pair: Pair, 
     job = defs.resolve_job_def("sync_job")
     outcome: list = []
     worker = threading.Thread(target=lambda: outcome.append(job.execute_in_process(raise_on_error=False)))
-    with staging_row_lock(cruise_pair, "SELECT * FROM pricing WHERE cruise_id = 10 FOR UPDATE"):
+    with staging_row_lock(cruise_pair, PRICING_LOCK):
         worker.start()
         pids = wait_for(lambda: sync_backends(cruise_pair, cruise_pair.staging_db, True), "the swap to wait")
         with cruise_pair.cluster.connect() as admin:
