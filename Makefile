@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: install test lint
+.PHONY: install demo test lint
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,6 +15,10 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 install: $(VENV)/.installed
+
+# The embedded demo: PostgreSQL in .demo, production and staging filled, one sync, then the UI on :3000.
+demo: install
+	$(PY) -m sync_assets.demo $(ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check sync_assets sync_assets_tests
