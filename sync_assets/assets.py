@@ -20,7 +20,6 @@ from dagster import (
     AssetsDefinition,
     AssetSpec,
     Backoff,
-    Failure,
     Jitter,
     MaterializeResult,
     MetadataValue,
@@ -33,9 +32,9 @@ from dagster import AssetChecksDefinition as ChecksDefinition
 from sync_assets.catalog import Catalog, Table
 from sync_assets.catalog_cache import LoadedCatalog
 from sync_assets.config import SyncConfig
-from sync_assets.connections import Endpoint
 from sync_assets.engine import SyncResult, run_sync
-from sync_assets.errors import ConfigError, SyncError, is_transient, redact
+from sync_assets.errors import ConfigError, SyncError
+from sync_assets.failures import failure_for
 from sync_assets.plan import Roles, TableKey, qualified, resolve_roles
 from sync_assets.report import column_schema, orphan_summary, table_metadata, table_name
 from sync_assets.resources import ProductionDatabase, StagingDatabase
@@ -75,25 +74,6 @@ class SyncAssets:
     @classmethod
     def empty(cls) -> "SyncAssets":
         return cls([], [], {}, [])
-
-
-def failure_for(exc: BaseException, *endpoints: Endpoint) -> Failure:
-    """One clear sentence for the UI; permanent faults skip the retry policy, transient ones use it."""
-    secrets = [s for e in endpoints for s in e.secrets]
-    text = redact(str(exc), secrets).strip()
-    if isinstance(exc, SyncError):
-        return Failure(description=text, allow_retries=False)
-    if is_transient(exc):
-        return Failure(
-            description=f"transient fault, staging left unchanged; the run is retried: {text}", allow_retries=True
-        )
-    if isinstance(exc, psycopg.Error):
-        state = f" (SQLSTATE {exc.sqlstate})" if exc.sqlstate else ""
-        return Failure(
-            description=f"the database refused the sync{state}, staging left unchanged: {text}",
-            allow_retries=False,
-        )
-    return Failure(description=f"unexpected {type(exc).__name__}, staging left unchanged: {text}", allow_retries=False)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from sync_assets.automation import build_schedule, build_sensor
 from sync_assets.catalog_cache import LoadedCatalog, load_catalog
 from sync_assets.config import SyncConfig, load_config
 from sync_assets.connections import PRODUCTION_ENV, STAGING_ENV, Endpoint
+from sync_assets.dry_run import build_dry_run_job
 from sync_assets.errors import ConfigError, SyncError
 from sync_assets.resources import ProductionDatabase, StagingDatabase
 
@@ -70,7 +71,7 @@ def build_definitions(
     return Definitions(
         assets=built.assets,
         asset_checks=built.checks,
-        jobs=[job],
+        jobs=[job, build_dry_run_job(list(built.synced), config_loader)],
         schedules=[build_schedule(job)],
         sensors=[build_sensor(job, built.synced, layout_config)],
         resources={"production": production, "staging": staging},

@@ -58,15 +58,21 @@ class SyncResult:
     swap_seconds: float = 0.0
     seconds: float = 0.0
     plan: SyncPlan | None = None
+    dry_run: bool = False
 
 
 def _default_log(message: str) -> None:
     logging.getLogger("sync_assets").info(message)
 
 
-def ensure_bookkeeping_schema(conn: psycopg.Connection) -> None:
+def ensure_bookkeeping_schema(conn: psycopg.Connection) -> bool:
+    """Create the tool's schema if needed; True when this call created it."""
+    exists = conn.execute("SELECT to_regnamespace(%s) IS NOT NULL", (BOOKKEEPING_SCHEMA,)).fetchone()
+    if exists and exists[0]:
+        return False
     try:
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(BOOKKEEPING_SCHEMA)))
+        return True
     except psycopg.errors.InsufficientPrivilege:
         user = conn.info.user
         raise SyncError(
@@ -117,20 +123,26 @@ def run_sync(
     config: SyncConfig,
     selection: set[TableKey] | None = None,
     log: Log = _default_log,
+    dry_run: bool = False,
 ) -> SyncResult:
-    """Sync the selected tables (None: all) from production into staging, atomically."""
+    """Sync the selected tables (None: all) from production into staging, atomically.
+
+    dry_run does everything but the COMMIT: the swap runs and is rolled back, so the counts it reports
+    are exactly what a sync would do, and staging is left as it was (sequences included).
+    """
     started = time.monotonic()
     run_id = uuid.uuid4().hex
-    result = SyncResult(run_id=run_id)
+    result = SyncResult(run_id=run_id, dry_run=dry_run)
     prod, control = connect_both(source, target)
     shadows: dict[TableKey, sql.Identifier] = {}
+    created_schema = False
     try:
         if control.info.server_version >= 140000:
             # Should this process die while the swap waits on a lock, the server notices within a second
             # and rolls back, instead of holding row locks until the lock comes through.
             control.execute("SET client_connection_check_interval = '1s'")
         acquire_run_lock(control)
-        ensure_bookkeeping_schema(control)
+        created_schema = ensure_bookkeeping_schema(control)
         leftovers = drop_shadows(control)
         if leftovers:
             log(f"removed {leftovers} shadow table(s) left by an interrupted run")
@@ -156,11 +168,12 @@ def run_sync(
         prod.execute("COMMIT")
 
         swap_started = time.monotonic()
-        swapped = swap(control, plan, shadows, config.orphans, config.lock_timeout, run_id, log)
+        swapped = swap(control, plan, shadows, config.orphans, config.lock_timeout, run_id, log, dry_run)
         result.swap_seconds = time.monotonic() - swap_started
         result.orphans = swapped.orphans
         result.sequences = swapped.sequences
-        log(f"committed the swap of {len(plan.tables)} table(s) in {result.swap_seconds:.2f}s")
+        done = "rolled back the dry run of" if dry_run else "committed"
+        log(f"{done} the swap of {len(plan.tables)} table(s) in {result.swap_seconds:.2f}s")
 
         for tp in plan.tables:
             stats = copied[tp.table_key]
@@ -182,6 +195,8 @@ def run_sync(
         try:
             if not control.closed and shadows:
                 drop_shadows(control, list(shadows.values()))
+            if not control.closed and dry_run and created_schema:
+                control.execute(sql.SQL("DROP SCHEMA IF EXISTS {}").format(sql.Identifier(BOOKKEEPING_SCHEMA)))
         except psycopg.Error:
             pass  # the next run removes them
         prod.close()

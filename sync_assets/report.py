@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pandas as pd
 from dagster import MetadataValue, TableColumn, TableColumnConstraints, TableSchema
 
 from sync_assets.catalog import Table
 from sync_assets.engine import SyncResult, TableResult
 from sync_assets.outside import OrphanBackup
+from sync_assets.plan import TableKey
 
 
 def table_name(database: str | None, schema: str, name: str) -> str:
@@ -66,3 +68,53 @@ def orphan_summary(orphans: list[OrphanBackup]) -> str:
         f"{o.rows} row(s) of {o.table[0]}.{o.table[1]} moved to {o.backup_table[0]}.{o.backup_table[1]}"
         for o in orphans
     )
+
+
+def plan_frames(result: SyncResult) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per synced table what the run did (or, dry, would do); per preserved table what it backed up."""
+    assert result.plan is not None
+    sequences: dict[TableKey, list[str]] = {}
+    for tp in result.plan.tables:
+        for seq in tp.sequences:
+            moved = result.sequences.get(f"{seq.schema}.{seq.name}")
+            if moved is not None:
+                sequences.setdefault(tp.table_key, []).append(f"{seq.name} → {moved:,}")
+    tables = pd.DataFrame(
+        [
+            {
+                "table": f"{t.key[0]}.{t.key[1]}",
+                "production rows": t.production_rows,
+                "insert": t.inserted,
+                "update": t.updated,
+                "delete": t.deleted,
+                "preserved rows backed up": sum(o.rows for o in result.orphans if o.references == t.key),
+                "sequences moved": ", ".join(sequences.get(t.key, [])) or "-",
+            }
+            for t in result.tables.values()
+        ]
+    )
+    preserved = pd.DataFrame(
+        [
+            {
+                "preserved table": f"{o.table[0]}.{o.table[1]}",
+                "rows": o.rows,
+                "then": "removed" if o.removed else "kept, reference cleared",
+                "backup table": f"{o.backup_table[0]}.{o.backup_table[1]}",
+                "because of": o.constraint,
+            }
+            for o in result.orphans
+        ],
+        columns=["preserved table", "rows", "then", "backup table", "because of"],
+    )
+    return tables, preserved
+
+
+def plan_markdown(result: SyncResult) -> str:
+    tables, preserved = plan_frames(result)
+    verb = "would" if result.dry_run else "did"
+    parts = [f"**What the sync {verb} do** (run {result.run_id[:8]})", tables.to_markdown(index=False)]
+    if len(preserved):
+        parts += [f"**Preserved rows it {verb} back up**", preserved.to_markdown(index=False)]
+    else:
+        parts.append("No preserved row loses its parent.")
+    return "\n\n".join(parts)

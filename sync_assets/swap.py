@@ -258,8 +258,9 @@ def apply_rows(
         raise
 
 
-def advance_sequences(cur: psycopg.Cursor, plan: SyncPlan) -> dict[str, int]:
-    """Move each owned sequence past the column's highest value (lowest for descending ones), never back."""
+def advance_sequences(cur: psycopg.Cursor, plan: SyncPlan, apply: bool = True) -> dict[str, int]:
+    """Move each owned sequence past the column's highest value (lowest for descending ones), never back.
+    Returns the sequences moved (apply=False: that would move) and their new values."""
     moved: dict[str, int] = {}
     for tp in plan.tables:
         for seq in tp.sequences:
@@ -280,7 +281,8 @@ def advance_sequences(cur: psycopg.Cursor, plan: SyncPlan) -> dict[str, int]:
                 upcoming = last + seq.increment if is_called else last
                 if (upcoming > extreme) if seq.increment > 0 else (upcoming < extreme):
                     continue
-                cur.execute("SELECT setval(%s::regclass, %s, true)", (seq_ident.as_string(cur), extreme))
+                if apply:
+                    cur.execute("SELECT setval(%s::regclass, %s, true)", (seq_ident.as_string(cur), extreme))
             moved[f"{seq.schema}.{seq.name}"] = int(extreme)
     return moved
 
@@ -296,8 +298,9 @@ def swap(
     lock_timeout: str,
     run_id: str,
     log: Log,
+    dry_run: bool = False,
 ) -> SwapResult:
-    """Run the whole swap in ONE transaction on `conn` and commit it."""
+    """Run the whole swap in ONE transaction on `conn` and commit it (dry_run: roll it back)."""
     assert _LOCK_TIMEOUT.match(lock_timeout), lock_timeout
     result = SwapResult()
     with conn.transaction():
@@ -319,5 +322,7 @@ def swap(
             for tp in plan.tables:
                 cur.execute(sql.SQL("SELECT count(*) FROM {}").format(tp.target.relation()))
                 result.staging_rows[tp.table_key] = int(cur.fetchone()[0])
-            result.sequences = advance_sequences(cur, plan)
+            result.sequences = advance_sequences(cur, plan, apply=not dry_run)
+        if dry_run:
+            raise psycopg.Rollback()
     return result

@@ -127,9 +127,7 @@ def sync_once() -> bool:
                 "seconds": round(meta["seconds"].value, 2),
             }
         )
-    checks = [
-        e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
-    ]
+    checks = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
     if rows:
         print(pd.DataFrame(rows).to_string(index=False))
     passed = sum(1 for c in checks if c.passed)

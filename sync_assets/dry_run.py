@@ -1,0 +1,66 @@
+"""The `sync_dry_run` job: the exact plan of a sync (rows to insert, update, delete, preserved rows to back
+up, sequences to move) computed by running the swap and rolling it back. Nothing is materialized and
+staging is left as it was."""
+
+from dagster import Config, Failure, MetadataValue, OpExecutionContext, Output, job, op
+from pydantic import Field
+
+from sync_assets.config import SyncConfig
+from sync_assets.connections import Endpoint
+from sync_assets.engine import run_sync
+from sync_assets.failures import failure_for
+from sync_assets.plan import TableKey
+from sync_assets.report import plan_markdown
+from sync_assets.resources import ProductionDatabase, StagingDatabase
+
+DRY_RUN_JOB = "sync_dry_run"
+
+
+class DryRunConfig(Config):
+    tables: list[str] = Field(
+        default_factory=list, description="Tables to plan, as schema.table; empty plans every synced table."
+    )
+
+
+def build_dry_run_job(synced: list[TableKey], config_loader):
+    names = {f"{schema}.{name}": (schema, name) for schema, name in synced}
+
+    @op(name="plan_sync", tags={"sync_assets/lock": "staging"})
+    def plan_sync(
+        context: OpExecutionContext, config: DryRunConfig, production: ProductionDatabase, staging: StagingDatabase
+    ) -> Output[None]:
+        """Run the sync without its COMMIT and report what it would change."""
+        unknown = [t for t in config.tables if t not in names]
+        if unknown:
+            raise Failure(
+                description=f"dry run: {', '.join(unknown)} is not a synced table; synced tables are "
+                + ", ".join(sorted(names)),
+                allow_retries=False,
+            )
+        selection = {names[t] for t in config.tables} or None
+        endpoints: list[Endpoint] = []
+        try:
+            endpoints = [production.endpoint(), staging.endpoint()]
+            run_config: SyncConfig = config_loader()
+            result = run_sync(*endpoints, run_config, selection, log=context.log.info, dry_run=True)
+        except Exception as exc:
+            raise failure_for(exc, *endpoints) from None
+        markdown = plan_markdown(result)
+        context.log.info(markdown)
+        return Output(
+            None,
+            metadata={
+                "plan": MetadataValue.md(markdown),
+                "tables": MetadataValue.int(len(result.tables)),
+                "rows_to_insert": MetadataValue.int(sum(t.inserted for t in result.tables.values())),
+                "rows_to_update": MetadataValue.int(sum(t.updated for t in result.tables.values())),
+                "rows_to_delete": MetadataValue.int(sum(t.deleted for t in result.tables.values())),
+                "preserved_rows_to_back_up": MetadataValue.int(sum(o.rows for o in result.orphans)),
+            },
+        )
+
+    @job(name=DRY_RUN_JOB, description=__doc__, tags={"sync_assets/lock": "staging"})
+    def sync_dry_run() -> None:
+        plan_sync()
+
+    return sync_dry_run

@@ -1,0 +1,26 @@
+"""Engine errors as Dagster Failures: one clear sentence, retried only when a retry can help."""
+
+import psycopg
+from dagster import Failure
+
+from sync_assets.connections import Endpoint
+from sync_assets.errors import SyncError, is_transient, redact
+
+
+def failure_for(exc: BaseException, *endpoints: Endpoint) -> Failure:
+    """One clear sentence for the UI; permanent faults skip the retry policy, transient ones use it."""
+    secrets = [s for e in endpoints for s in e.secrets]
+    text = redact(str(exc), secrets).strip()
+    if isinstance(exc, SyncError):
+        return Failure(description=text, allow_retries=False)
+    if is_transient(exc):
+        return Failure(
+            description=f"transient fault, staging left unchanged; the run is retried: {text}", allow_retries=True
+        )
+    if isinstance(exc, psycopg.Error):
+        state = f" (SQLSTATE {exc.sqlstate})" if exc.sqlstate else ""
+        return Failure(
+            description=f"the database refused the sync{state}, staging left unchanged: {text}",
+            allow_retries=False,
+        )
+    return Failure(description=f"unexpected {type(exc).__name__}, staging left unchanged: {text}", allow_retries=False)
