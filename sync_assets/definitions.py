@@ -16,6 +16,7 @@ from sync_assets.config import SyncConfig, load_config
 from sync_assets.connections import PRODUCTION_ENV, STAGING_ENV, Endpoint
 from sync_assets.dry_run import build_dry_run_job
 from sync_assets.errors import ConfigError, SyncError
+from sync_assets.notify import build_notification_sensors
 from sync_assets.resources import ProductionDatabase, StagingDatabase
 
 JOB_NAME = "sync_job"
@@ -66,14 +67,15 @@ def build_definitions(
         description="Sync production into staging: one snapshot, one swap transaction, then the checks.",
         tags={"sync_assets/lock": "staging"},
     )
+    dry_run = build_dry_run_job(list(built.synced), config_loader)
     production = ProductionDatabase(url=production_url if production_url is not None else EnvVar(PRODUCTION_ENV))
     staging = StagingDatabase(url=staging_url if staging_url is not None else EnvVar(STAGING_ENV))
     return Definitions(
         assets=built.assets,
         asset_checks=built.checks,
-        jobs=[job, build_dry_run_job(list(built.synced), config_loader)],
+        jobs=[job, dry_run],
         schedules=[build_schedule(job)],
-        sensors=[build_sensor(job, built.synced, layout_config)],
+        sensors=[build_sensor(job, built.synced, layout_config), *build_notification_sensors([job, dry_run])],
         resources={"production": production, "staging": staging},
     )
 
