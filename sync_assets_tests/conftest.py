@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -14,9 +16,10 @@ from sync_assets.config import SyncConfig, parse_config
 from sync_assets.connections import PRODUCTION_ENV, STAGING_ENV, Endpoint
 from sync_assets.engine import SyncResult, run_sync
 from sync_assets_tests import cruise
-from sync_assets_tests.pgcluster import PROD_OWNER, PROD_READER, STAGING_OWNER, Cluster
+from sync_assets_tests.pgcluster import PROD_OWNER, PROD_READER, STAGING_OWNER, SUPERUSER, SUPERUSER_PASSWORD, Cluster
 
 _counter = itertools.count()
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
@@ -152,3 +155,27 @@ def table_rows(conn: psycopg.Connection, table: str, columns: list[str] | None =
 
 def snapshot_tables(conn: psycopg.Connection, tables: list[str]) -> dict[str, list[str]]:
     return {t: table_rows(conn, t) for t in tables}
+
+
+@pytest.fixture
+def dagster_env(cruise_pair: Pair, tmp_path: Path) -> dict[str, str]:
+    """DAGSTER_HOME with the project's dagster.yaml, its storage in a fresh database of the test cluster."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    db = f"dagster_{cruise_pair.prod_db}"
+    cruise_pair.cluster.create_database(db, SUPERUSER)
+    config = tmp_path / "sync.yaml"
+    config.write_text(cruise.CONFIG_YAML)
+    url = cruise_pair.cluster.url(db, (SUPERUSER, SUPERUSER_PASSWORD)).replace(
+        "postgresql://", "postgresql+psycopg2://"
+    )
+    return {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "DAGSTER_POSTGRES_URL": url,
+        "DATABASE_URL_PRODUCTION": cruise_pair.prod_url,
+        "DATABASE_URL_STAGING": cruise_pair.staging_url,
+        "SYNC_ASSETS_CONFIG": str(config),
+        "SYNC_ASSETS_CATALOG_CACHE": str(tmp_path / "cache"),
+    }

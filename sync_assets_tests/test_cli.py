@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,35 +9,10 @@ from pathlib import Path
 import pytest
 
 from sync_assets_tests import cruise
-from sync_assets_tests.conftest import Pair, snapshot_tables, table_rows
-from sync_assets_tests.pgcluster import SUPERUSER, SUPERUSER_PASSWORD
+from sync_assets_tests.conftest import ROOT, Pair, snapshot_tables, table_rows
+from sync_assets_tests.pgcluster import SUPERUSER_PASSWORD
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def dagster_env(cruise_pair: Pair, tmp_path: Path) -> dict[str, str]:
-    """DAGSTER_HOME with the project's dagster.yaml, its storage in a fresh database of the test cluster."""
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
-    db = f"dagster_{cruise_pair.prod_db}"
-    cruise_pair.cluster.create_database(db, SUPERUSER)
-    config = tmp_path / "sync.yaml"
-    config.write_text(cruise.CONFIG_YAML)
-    url = cruise_pair.cluster.url(db, (SUPERUSER, SUPERUSER_PASSWORD)).replace(
-        "postgresql://", "postgresql+psycopg2://"
-    )
-    return {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "DAGSTER_POSTGRES_URL": url,
-        "DATABASE_URL_PRODUCTION": cruise_pair.prod_url,
-        "DATABASE_URL_STAGING": cruise_pair.staging_url,
-        "SYNC_ASSETS_CONFIG": str(config),
-        "SYNC_ASSETS_CATALOG_CACHE": str(tmp_path / "cache"),
-    }
 
 
 def dagster(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:

@@ -7,6 +7,7 @@ Running it again reuses the data folder (default .demo): nothing is seeded twice
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shutil
 import signal
@@ -37,7 +38,8 @@ def data_folder(requested: Path, server_user: str | None) -> Path:
     probe = subprocess.run(["test", "-x", str(requested.parent)], user=server_user, check=False)
     if probe.returncode == 0:
         return requested
-    fallback = Path(tempfile.gettempdir()) / f"sync_assets_demo_{abs(hash(str(requested))) % 10**8}"
+    digest = hashlib.sha256(str(requested).encode()).hexdigest()[:12]
+    fallback = Path(tempfile.gettempdir()) / f"sync_assets_demo_{digest}"
     say(f"{requested.parent} is not reachable by the '{server_user}' user the server runs as; using {fallback}")
     return fallback
 
