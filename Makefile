@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: install demo test lint
+.PHONY: install demo test test-browser lint
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,3 +26,9 @@ lint: install
 
 test: lint
 	$(PY) -m pytest
+
+# Opt-in: the UI in headless Chromium (Debian's chromium package; Playwright drives it, no browser download).
+test-browser: install
+	$(PY) -m pip install --quiet -e '.[browser]'
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium)
+	$(PY) -m pytest -m browser

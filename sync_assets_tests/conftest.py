@@ -5,16 +5,22 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 import pytest
+import requests
 
 from sync_assets.config import SyncConfig, parse_config
 from sync_assets.connections import PRODUCTION_ENV, STAGING_ENV, Endpoint
 from sync_assets.engine import SyncResult, run_sync
+from sync_assets.localpg import free_port
 from sync_assets_tests import cruise
 from sync_assets_tests.pgcluster import PROD_OWNER, PROD_READER, STAGING_OWNER, SUPERUSER, SUPERUSER_PASSWORD, Cluster
 
@@ -179,3 +185,55 @@ def dagster_env(cruise_pair: Pair, tmp_path: Path) -> dict[str, str]:
         "SYNC_ASSETS_CONFIG": str(config),
         "SYNC_ASSETS_CATALOG_CACHE": str(tmp_path / "cache"),
     }
+
+
+@dataclass
+class Webserver:
+    port: int
+    process: subprocess.Popen
+
+    def graphql(self, query: str, **variables: object) -> dict:
+        response = requests.post(
+            f"http://127.0.0.1:{self.port}/graphql", json={"query": query, "variables": variables}, timeout=60
+        )
+        response.raise_for_status()
+        body = response.json()
+        assert "errors" not in body, body
+        return body["data"]
+
+
+def _default_signals() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@pytest.fixture
+def webserver(dagster_env: dict[str, str], tmp_path: Path) -> Iterator[Webserver]:
+    port = free_port()
+    log = (tmp_path / "dagster_dev.log").open("w")
+    dagster = str(Path(sys.executable).with_name("dagster"))
+    proc = subprocess.Popen(
+        [dagster, "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+        env=dagster_env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        preexec_fn=_default_signals,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert proc.poll() is None, (tmp_path / "dagster_dev.log").read_text()[-3000:]
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/server_info", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, "dagster dev did not come up within 180 s"
+            time.sleep(0.5)
+        yield Webserver(port, proc)
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()

@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-import requests
 from dagster_graphql import DagsterGraphQLClient
 
-from sync_assets.localpg import free_port
 from sync_assets_tests import cruise
-from sync_assets_tests.conftest import ROOT, Pair, table_rows
+from sync_assets_tests.conftest import Pair, Webserver, table_rows
 
 pytestmark = pytest.mark.slow
 
@@ -39,62 +30,10 @@ query RunEvents($runId: ID!) {
 """
 
 
-@dataclass
-class Webserver:
-    port: int
-    process: subprocess.Popen
-
-    def graphql(self, query: str, **variables: object) -> dict:
-        response = requests.post(
-            f"http://127.0.0.1:{self.port}/graphql", json={"query": query, "variables": variables}, timeout=60
-        )
-        response.raise_for_status()
-        body = response.json()
-        assert "errors" not in body, body
-        return body["data"]
-
-
-def _default_signals() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-@pytest.fixture
-def webserver(dagster_env: dict[str, str], tmp_path: Path) -> Iterator[Webserver]:
-    port = free_port()
-    log = (tmp_path / "dagster_dev.log").open("w")
-    dagster = str(Path(sys.executable).with_name("dagster"))
-    proc = subprocess.Popen(
-        [dagster, "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-        env=dagster_env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        preexec_fn=_default_signals,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert proc.poll() is None, (tmp_path / "dagster_dev.log").read_text()[-3000:]
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/server_info", timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline, "dagster dev did not come up within 180 s"
-            time.sleep(0.5)
-        yield Webserver(port, proc)
-    finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
-
-
-def test_sync_job_launched_through_the_webserver(cruise_pair: Pair, webserver: Webserver) -> None:
+def launch_sync(webserver: Webserver) -> str:
+    """Submit sync_job through the webserver and wait for it to finish; returns the run id."""
     client = DagsterGraphQLClient("127.0.0.1", port_number=webserver.port)
     run_id = client.submit_job_execution("sync_job", repository_location_name="sync_assets")
-
     deadline = time.monotonic() + 240
     status = client.get_run_status(run_id)
     while status.value not in ("SUCCESS", "FAILURE", "CANCELED"):
@@ -102,7 +41,11 @@ def test_sync_job_launched_through_the_webserver(cruise_pair: Pair, webserver: W
         time.sleep(1)
         status = client.get_run_status(run_id)
     assert status.value == "SUCCESS"
+    return run_id
 
+
+def test_sync_job_launched_through_the_webserver(cruise_pair: Pair, webserver: Webserver) -> None:
+    run_id = launch_sync(webserver)
     events = webserver.graphql(RUN_EVENTS, runId=run_id)["logsForRun"]["events"]
     materialized = {
         "/".join(e["assetKey"]["path"]): {m["label"]: m.get("intValue") for m in e["metadataEntries"]}
