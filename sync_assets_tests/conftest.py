@@ -5,9 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,9 +14,11 @@ from pathlib import Path
 import psycopg
 import pytest
 import requests
+import yaml
 
 from sync_assets.config import SyncConfig, parse_config
 from sync_assets.connections import PRODUCTION_ENV, STAGING_ENV, Endpoint
+from sync_assets.demo.process import dagster_dev, start_group, stop_group
 from sync_assets.engine import SyncResult, run_sync
 from sync_assets.localpg import free_port
 from sync_assets_tests import cruise
@@ -92,7 +92,7 @@ class Pair:
 
     def sync(self, config: SyncConfig | str | None = None, selection=None, log=None) -> SyncResult:
         if isinstance(config, str):
-            config = parse_config(__import__("yaml").safe_load(config))
+            config = parse_config(yaml.safe_load(config))
         kwargs = {"log": log} if log else {}
         return run_sync(self.source, self.target, config or SyncConfig(), selection, **kwargs)
 
@@ -202,21 +202,11 @@ class Webserver:
         return body["data"]
 
 
-def _default_signals() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
 @pytest.fixture
 def webserver(dagster_env: dict[str, str], tmp_path: Path) -> Iterator[Webserver]:
     port = free_port()
     log = (tmp_path / "dagster_dev.log").open("w")
-    dagster = str(Path(sys.executable).with_name("dagster"))
-    proc = subprocess.Popen(
-        [dagster, "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-        env=dagster_env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        preexec_fn=_default_signals,
-    )  # fmt: skip
+    proc = start_group(dagster_dev(port), dagster_env, ROOT, log)
     try:
         deadline = time.monotonic() + 180
         while True:
@@ -230,10 +220,5 @@ def webserver(dagster_env: dict[str, str], tmp_path: Path) -> Iterator[Webserver
             time.sleep(0.5)
         yield Webserver(port, proc)
     finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc)
         log.close()

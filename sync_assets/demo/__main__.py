@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from sync_assets.demo import data
+from sync_assets.demo.process import dagster_cli, dagster_dev, start_group, stop_group
 from sync_assets.localpg import SUPERUSER, LocalPostgres
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -146,10 +147,6 @@ def sync_once() -> bool:
     return result.success
 
 
-def dagster_cli(*args: str) -> list[str]:
-    return [str(Path(sys.executable).with_name("dagster")), *args]
-
-
 def switch_on_automation(env: dict[str, str]) -> None:
     for kind, name in (("schedule", SCHEDULE), ("sensor", SENSOR)):
         done = subprocess.run(
@@ -163,33 +160,19 @@ def switch_on_automation(env: dict[str, str]) -> None:
             say(f"could not switch on {kind} {name}: {output.splitlines()[-1] if output else done.returncode}")
 
 
-def _default_signals() -> None:
-    """In the child: a demo started in the background inherits SIGINT ignored, and dagster dev with it."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
 def _interrupt(*_: object) -> None:
     raise KeyboardInterrupt
 
 
 def serve(env: dict[str, str], port: int) -> None:
     """dagster dev in its own process group, so Ctrl-C here stops it (and its daemon) as a whole."""
-    proc = subprocess.Popen(
-        dagster_cli("dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)),
-        env={**os.environ, **env}, cwd=ROOT, start_new_session=True, preexec_fn=_default_signals,
-    )  # fmt: skip
+    proc = start_group(dagster_dev(port), {**os.environ, **env}, ROOT)
     say(f"Dagster UI on http://127.0.0.1:{port} — press Ctrl-C to stop everything")
     try:
         proc.wait()
     except KeyboardInterrupt:
         say("stopping Dagster")
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc, timeout=30)
 
 
 def main(argv: list[str] | None = None) -> int:
