@@ -206,7 +206,7 @@ class Webserver:
 def webserver(dagster_env: dict[str, str], tmp_path: Path) -> Iterator[Webserver]:
     port = free_port()
     log = (tmp_path / "dagster_dev.log").open("w")
-    proc = start_group(dagster_dev(port), dagster_env, ROOT, log)
+    proc = start_group(dagster_dev(port, ROOT / "workspace.yaml"), dagster_env, ROOT, log)
     try:
         deadline = time.monotonic() + 180
         while True:

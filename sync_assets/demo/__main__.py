@@ -164,9 +164,10 @@ def _interrupt(*_: object) -> None:
     raise KeyboardInterrupt
 
 
-def serve(env: dict[str, str], port: int) -> None:
-    """dagster dev in its own process group, so Ctrl-C here stops it (and its daemon) as a whole."""
-    proc = start_group(dagster_dev(port), {**os.environ, **env}, ROOT)
+def serve(env: dict[str, str], port: int, folder: Path) -> None:
+    """dagster dev in its own process group, so Ctrl-C here stops it (and its daemon) as a whole. It runs
+    in the demo's folder: in the repository Dagster would warn about the dagster.yaml it finds there."""
+    proc = start_group(dagster_dev(port, ROOT / "workspace.yaml"), {**os.environ, **env}, folder)
     say(f"Dagster UI on http://127.0.0.1:{port} — press Ctrl-C to stop everything")
     try:
         proc.wait()
@@ -196,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.no_serve:
             return 0 if ok else 1
         switch_on_automation(env)
-        serve(env, args.port)
+        serve(env, args.port, server.base.parent)
         return 0
     except KeyboardInterrupt:
         return 130

@@ -14,9 +14,9 @@ def dagster_cli(*args: str) -> list[str]:
     return [str(Path(sys.executable).with_name("dagster")), *args]
 
 
-def dagster_dev(port: int) -> list[str]:
-    """The UI and the daemon for workspace.yaml's code location, on 127.0.0.1 only."""
-    return dagster_cli("dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port))
+def dagster_dev(port: int, workspace: Path) -> list[str]:
+    """The UI and the daemon for the workspace's code location, on 127.0.0.1 only."""
+    return dagster_cli("dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(port))
 
 
 def _default_signals() -> None:
