@@ -283,3 +283,19 @@ def test_staging_domain_production_breaks_fails_while_copying(pair: Pair) -> Non
         SyncError, match=r"^copying public\.t failed, staging left unchanged: value for domain positive"
     ):
         pair.sync()
+
+
+def test_a_long_copy_reports_its_progress(pair: Pair, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sync_assets import extract
+
+    monkeypatch.setattr(extract, "PROGRESS_INTERVAL_SECONDS", 0.0)
+    ddl = "CREATE TABLE big (id int PRIMARY KEY, filler text)"
+    pair.run_prod(ddl + "; INSERT INTO big SELECT i, repeat('x', 200) FROM generate_series(1, 20000) i")
+    pair.run_staging(ddl)
+    logs: list[str] = []
+    pair.sync(log=logs.append)
+    progress = [m for m in logs if m.startswith("copying public.big: ")]
+    # one line per megabyte written to staging: ~4.4 MB of rows
+    assert len(progress) == 4
+    assert all(m.endswith(" MB so far") for m in progress)
+    assert progress[0].startswith("copying public.big: ") and " rows, 1.0 MB so far" in progress[0]
