@@ -73,40 +73,88 @@ def _overriding(tp: TablePlan) -> sql.Composable:
     return sql.SQL("OVERRIDING SYSTEM VALUE" if tp.overriding_system_value else "")
 
 
-def _insert_new(cur: psycopg.Cursor, tp: TablePlan, shadow: sql.Identifier, changes: TableChanges) -> None:
+@dataclass(frozen=True)
+class _Diff:
+    """The keys of one table's rows to insert ('i'), update ('u') and delete ('d'), in a temp table:
+    found in one pass over shadow and table, so the statements after it touch changed rows only."""
+
+    marks: sql.Identifier | None  # None: the table is empty, every shadow row is new
+    key: tuple[str, ...]
+
+    def rows(self, op: str, alias: str) -> sql.Composable:
+        """JOIN clause limiting `alias` (the shadow or the table) to the rows of one kind."""
+        assert self.marks is not None
+        return sql.SQL("JOIN {marks} d ON d.sync_op = {op} AND {match}").format(
+            marks=self.marks, op=sql.Literal(op), match=match("d", self.key, alias, self.key)
+        )
+
+
+def _compute_diff(cur: psycopg.Cursor, tp: TablePlan, shadow: sql.Identifier, index: int) -> _Diff:
+    rel = tp.target.relation()
+    cur.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(rel))
+    if not cur.fetchone()[0]:
+        return _Diff(None, tp.key)
+    marks = sql.Identifier(f"sync_diff_{index}")
+    deferred = set(tp.deferred_columns)
+    compared = tuple(c for c in (*tp.key_text_columns, *tp.exact_columns, *tp.text_columns) if c not in deferred)
+    first = tp.key[0]  # key columns are NOT NULL: a NULL here means "no such row on that side"
+    cur.execute(
+        sql.SQL(
+            "CREATE TEMP TABLE {marks} ON COMMIT DROP AS SELECT {keys},"
+            " CASE WHEN {t_first} IS NULL THEN 'i' WHEN {s_first} IS NULL THEN 'd' ELSE 'u' END AS sync_op"
+            " FROM {shadow} s FULL JOIN {rel} t ON {match}"
+            " WHERE {t_first} IS NULL OR {s_first} IS NULL OR ({changed})"
+        ).format(
+            marks=marks,
+            keys=sql.SQL(", ").join(
+                sql.SQL("coalesce({}, {}) AS {}").format(
+                    sql.Identifier("s", k), sql.Identifier("t", k), sql.Identifier(k)
+                )
+                for k in tp.key
+            ),
+            t_first=sql.Identifier("t", first),
+            s_first=sql.Identifier("s", first),
+            shadow=shadow,
+            rel=rel,
+            match=match("s", tp.key, "t", tp.key),
+            changed=_changed(tp, compared),
+        )
+    )
+    cur.execute(sql.SQL("ANALYZE {}").format(marks))
+    return _Diff(marks, tp.key)
+
+
+def _insert_new(cur: psycopg.Cursor, tp: TablePlan, shadow: sql.Identifier, diff: _Diff, changes: TableChanges) -> None:
     deferred = set(tp.deferred_columns)
     values = sql.SQL(", ").join(sql.SQL("NULL") if c in deferred else sql.Identifier("s", c) for c in tp.columns)
     cur.execute(
-        sql.SQL(
-            "INSERT INTO {table} ({cols}) {overriding} SELECT {values} FROM {shadow} s"
-            " WHERE NOT EXISTS (SELECT 1 FROM {rel} t WHERE {match})"
-        ).format(
+        sql.SQL("INSERT INTO {table} ({cols}) {overriding} SELECT {values} FROM {shadow} s {only_new}").format(
             table=ident(tp.table_key),
             cols=cols(tp.columns),
             overriding=_overriding(tp),
             values=values,
             shadow=shadow,
-            rel=tp.target.relation(),
-            match=match("t", tp.key, "s", tp.key),
+            only_new=diff.rows("i", "s") if diff.marks is not None else sql.SQL(""),
         )
     )
     changes.inserted = cur.rowcount
 
 
-def _update_changed(cur: psycopg.Cursor, tp: TablePlan, shadow: sql.Identifier, changes: TableChanges) -> None:
+def _update_changed(
+    cur: psycopg.Cursor, tp: TablePlan, shadow: sql.Identifier, diff: _Diff, changes: TableChanges
+) -> None:
     deferred = set(tp.deferred_columns)
     # A key column whose `=` ignores representation (numeric 1.0 = 1.00) is rewritten when only its text changed.
     sets = [*tp.key_text_columns, *(c for c in tp.update_columns if c not in deferred)]
-    if not sets:
+    if not sets or diff.marks is None:
         return
-    compared = tuple(c for c in (*tp.key_text_columns, *tp.exact_columns, *tp.text_columns) if c not in deferred)
     cur.execute(
-        sql.SQL("UPDATE {rel} t SET {sets} FROM {shadow} s WHERE {match} AND ({changed})").format(
+        sql.SQL("UPDATE {rel} t SET {sets} FROM {shadow} s {changed} WHERE {match}").format(
             rel=tp.target.relation(),
             sets=sql.SQL(", ").join(sql.SQL("{} = {}").format(sql.Identifier(c), sql.Identifier("s", c)) for c in sets),
             shadow=shadow,
+            changed=diff.rows("u", "s"),
             match=match("t", tp.key, "s", tp.key),
-            changed=_changed(tp, compared),
         )
     )
     changes.updated += cur.rowcount
@@ -134,10 +182,12 @@ def _replace_whole(cur: psycopg.Cursor, tp: TablePlan, shadow: sql.Identifier, c
     changes.replaced_whole = True
 
 
-def _delete_removed(cur: psycopg.Cursor, tp: TablePlan, shadow: sql.Identifier, changes: TableChanges) -> None:
+def _delete_removed(cur: psycopg.Cursor, tp: TablePlan, diff: _Diff, changes: TableChanges) -> None:
+    if diff.marks is None:
+        return
     cur.execute(
-        sql.SQL("DELETE FROM {rel} t WHERE NOT EXISTS (SELECT 1 FROM {shadow} s WHERE {match})").format(
-            rel=tp.target.relation(), shadow=shadow, match=match("t", tp.key, "s", tp.key)
+        sql.SQL("DELETE FROM {rel} t USING {marks} d WHERE d.sync_op = 'd' AND {match}").format(
+            rel=tp.target.relation(), marks=diff.marks, match=match("t", tp.key, "d", tp.key)
         )
     )
     changes.deleted = cur.rowcount
@@ -195,6 +245,10 @@ def _apply_rows(
 ) -> dict[TableKey, TableChanges]:
     changes = {tp.table_key: TableChanges() for tp in plan.tables}
     cyclic = [tp for tp in plan.tables if tp.deferred_columns and tp.key]
+    # Every diff is taken before any row changes: the statements below only touch their own table.
+    diffs = {
+        tp.table_key: _compute_diff(cur, tp, shadows[tp.table_key], i) for i, tp in enumerate(plan.tables) if tp.key
+    }
 
     def upserts() -> None:
         for tp in cyclic:
@@ -205,11 +259,11 @@ def _apply_rows(
                 if not tp.key:
                     _replace_whole(cur, tp, shadow, done)
                 elif deletes_first:
-                    _update_changed(cur, tp, shadow, done)
-                    _insert_new(cur, tp, shadow, done)
+                    _update_changed(cur, tp, shadow, diffs[tp.table_key], done)
+                    _insert_new(cur, tp, shadow, diffs[tp.table_key], done)
                 else:
-                    _insert_new(cur, tp, shadow, done)
-                    _update_changed(cur, tp, shadow, done)
+                    _insert_new(cur, tp, shadow, diffs[tp.table_key], done)
+                    _update_changed(cur, tp, shadow, diffs[tp.table_key], done)
         for tp in cyclic:
             with about_table("linking the foreign key cycle of", tp.qualified):
                 _link_deferred(cur, tp, shadows[tp.table_key])
@@ -220,7 +274,7 @@ def _apply_rows(
         for tp in reversed(plan.tables):
             if tp.key:
                 with about_table("deleting removed rows of", tp.qualified):
-                    _delete_removed(cur, tp, shadows[tp.table_key], changes[tp.table_key])
+                    _delete_removed(cur, tp, diffs[tp.table_key], changes[tp.table_key])
 
     if deletes_first:
         deletes()
