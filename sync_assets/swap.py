@@ -3,14 +3,16 @@
 Order inside the transaction:
   1. the run's borders (outside.py): parents outside the run must hold the rows pointed at; rows
      outside the run that would lose their parent are backed up and removed, or stop the run;
-  2. parents first, per table: INSERT new rows, then UPDATE changed ones (new rows first, so a row
+  2. per table, one pass of shadow against table finds the keys to insert, update and delete (a
+     temp "diff"); every later statement touches those rows only;
+  3. parents first, per table: INSERT new rows, then UPDATE changed ones (new rows first, so a row
      can move under a parent that is itself new); tables without a key are replaced whole here;
-  3. children first: DELETE rows production no longer has; by then no kept row points at them;
-  4. deferred constraints checked, rows counted, owned sequences moved past the highest value.
+  4. children first: DELETE rows production no longer has; by then no kept row points at them;
+  5. deferred constraints checked, rows counted, owned sequences moved past the highest value.
 Only row-level locks (ROW EXCLUSIVE) are taken, so readers are never blocked; they see the old
 rows until COMMIT. When a unique value moves from a row being deleted to a new or updated row,
-step 3 goes before step 2 instead (and updates before inserts), in a savepoint retried once.
-Foreign keys that form a non-deferrable cycle are written NULL in step 2 and linked after it.
+step 4 goes before step 3 instead (and updates before inserts), in a savepoint retried once.
+Foreign keys that form a non-deferrable cycle are written NULL in step 3 and linked after it.
 """
 
 from __future__ import annotations
