@@ -35,7 +35,7 @@ from sync_assets.config import SyncConfig
 from sync_assets.engine import SyncResult, run_sync
 from sync_assets.errors import ConfigError, SyncError
 from sync_assets.failures import failure_for
-from sync_assets.plan import Roles, TableKey, qualified, resolve_roles
+from sync_assets.plan import Roles, TableKey, qualified, resolve_modes, resolve_roles
 from sync_assets.report import column_schema, orphan_summary, table_metadata, table_name
 from sync_assets.resources import ProductionDatabase, StagingDatabase
 from sync_assets.verify import count_orphans, count_rows
@@ -100,6 +100,7 @@ def _row_count_check(
     key: TableKey,
     result: SyncResult | None,
     counts: Callable[[TableKey], tuple[int, int]],
+    mode: str,
 ) -> AssetCheckResult:
     if result is not None and key in result.tables:
         production_rows, staging_rows = result.tables[key].production_rows, result.tables[key].staging_rows
@@ -107,7 +108,8 @@ def _row_count_check(
     else:
         production_rows, staging_rows = counts(key)
         basis = "production now (this run did not sync the table)"
-    passed = production_rows == staging_rows
+    # merge keeps rows production deleted: staging holds at least production's rows.
+    passed = staging_rows >= production_rows if mode == "merge" else production_rows == staging_rows
     return AssetCheckResult(
         asset_key=check_key.asset_key,
         check_name=check_key.name,
@@ -115,6 +117,7 @@ def _row_count_check(
         severity=AssetCheckSeverity.ERROR,
         description=(
             f"staging has {staging_rows:,} rows, {basis} has {production_rows:,}"
+            + (" (mode merge: staging may keep more)" if mode == "merge" else "")
             + ("" if passed else f" (difference {staging_rows - production_rows:+,})")
         ),
         metadata={
@@ -229,6 +232,10 @@ def build_sync_assets(
         except SyncError as exc:
             raise failure_for(exc) from None
         selected = {table_for[k] for k in context.selected_asset_keys}
+        try:
+            modes = resolve_modes(catalog, run_config, roles)
+        except SyncError as exc:
+            raise failure_for(exc) from None
         result: SyncResult | None = None
         try:
             if selected:
@@ -259,7 +266,8 @@ def build_sync_assets(
                 raise failure_for(exc, source, target) from None
 
         for check_key in sorted(context.selected_asset_check_keys, key=lambda k: k.asset_key.to_string()):
-            yield _row_count_check(check_key, table_for[check_key.asset_key], result, fresh_counts)
+            key = table_for[check_key.asset_key]
+            yield _row_count_check(check_key, key, result, fresh_counts, modes.get(key, run_config.mode))
 
     assets: list[AssetsDefinition | AssetSpec] = [sync_staging, *external, *preserved_specs]
     checks: list[ChecksDefinition] = []

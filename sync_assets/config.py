@@ -14,6 +14,8 @@ from sync_assets.errors import ConfigError
 
 CONFIG_ENV = "SYNC_ASSETS_CONFIG"
 ORPHAN_POLICIES = ("delete", "fail")
+# mirror: staging equals production; merge: new and changed rows arrive, nothing is deleted.
+MODES = ("mirror", "merge")
 # PostgreSQL's own spelling of a duration setting: a number with an optional unit.
 _DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|min)?\s*$")
 
@@ -39,6 +41,8 @@ class SyncConfig:
     workers: int = 4
     retries: int = 3
     retry_delay_seconds: float = 2.0
+    mode: str = "mirror"
+    table_modes: tuple[tuple[TableRef, str], ...] = ()  # per-table exceptions to `mode`
     source: str = field(default="defaults", compare=False)
 
 
@@ -51,6 +55,8 @@ _KEYS = {
     "workers",
     "retries",
     "retry_delay_seconds",
+    "mode",
+    "tables",
 }
 
 
@@ -78,6 +84,28 @@ def _table_refs(value: Any, key: str, where: str) -> tuple[TableRef, ...]:
                 "or a mapping with 'schema' and 'table'"
             )
     return tuple(refs)
+
+
+def _mode(value: Any, what: str, where: str) -> str:
+    if value not in MODES:
+        raise ConfigError(f"{where}: {what} must be one of {', '.join(MODES)}, got {value!r}")
+    return value
+
+
+def _table_modes(value: Any, where: str) -> tuple[tuple[TableRef, str], ...]:
+    """`tables: {public.webhook_events: {mode: merge}}`: settings of single tables."""
+    if value is None:
+        return ()
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: 'tables' must map table names to their settings, got {value!r}")
+    out = []
+    for name, settings in value.items():
+        ref = _table_refs([name], "tables", where)[0]
+        if not isinstance(settings, dict) or set(settings) - {"mode"}:
+            raise ConfigError(f"{where}: 'tables' entry {name!r} takes only 'mode', got {settings!r}")
+        if "mode" in settings:
+            out.append((ref, _mode(settings["mode"], f"the mode of {name}", where)))
+    return tuple(out)
 
 
 def parse_config(data: Any, where: str = "config") -> SyncConfig:
@@ -116,6 +144,8 @@ def parse_config(data: Any, where: str = "config") -> SyncConfig:
     delay = data.get("retry_delay_seconds", 2.0)
     if not isinstance(delay, int | float) or isinstance(delay, bool) or delay < 0:
         raise ConfigError(f"{where}: 'retry_delay_seconds' must be a number >= 0, got {delay!r}")
+    mode = _mode(data.get("mode", "mirror"), "'mode'", where)
+    table_modes = _table_modes(data.get("tables"), where)
     preserve = _table_refs(data.get("preserve"), "preserve", where)
     exclude = _table_refs(data.get("exclude"), "exclude", where)
     both = sorted(set(preserve) & set(exclude))
@@ -130,6 +160,8 @@ def parse_config(data: Any, where: str = "config") -> SyncConfig:
         workers=workers,
         retries=retries,
         retry_delay_seconds=float(delay),
+        mode=mode,
+        table_modes=table_modes,
         source=where,
     )
 

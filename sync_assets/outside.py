@@ -192,8 +192,8 @@ def handle_children_outside(
     stuck: list[tuple[Reference, str, int, str]] = []
     for ref in plan.children_outside:
         tp = plan.table(ref.fk.ref)
-        if not set(ref.fk.ref_columns) <= set(tp.columns):
-            continue
+        if not tp.deletes or not set(ref.fk.ref_columns) <= set(tp.columns):
+            continue  # merge removes no row: nothing outside loses its parent
         counted = count_orphans(cur, ref.table.relation(), ref.fk, shadows[tp.table_key])
         if not counted.rows:
             continue

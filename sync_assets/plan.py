@@ -156,6 +156,11 @@ class TablePlan:
     # Foreign-key columns pointing at a table applied later (a non-deferrable FK cycle): written NULL
     # first, and linked once every table of the run has its new rows.
     deferred_columns: tuple[str, ...] = ()
+    mode: str = "mirror"  # merge: rows production no longer has stay in staging
+
+    @property
+    def deletes(self) -> bool:
+        return self.mode == "mirror"
 
     @property
     def table_key(self) -> TableKey:
@@ -284,6 +289,31 @@ def _plan_table(source: Table, target: Table | None, staging: Catalog, prod_enum
     )
 
 
+def _with_mode(tp: TablePlan, explicit: str | None, config: SyncConfig) -> TablePlan:
+    """Merge needs a key to tell new rows from existing ones: asked for by name, its absence is an error;
+    by the global default, the table stays in mirror mode (replaced whole), and the plan says so."""
+    mode = explicit or config.mode
+    if mode == "merge" and not tp.key:
+        if explicit:
+            raise DriftError(
+                f"{tp.qualified} is set to mode merge, which needs a primary key (or unique NOT NULL key) to tell "
+                "new rows from existing ones; it has none"
+            )
+        return replace(tp, notes=(*tp.notes, "no key to merge by: synced in mirror mode (replaced whole)"))
+    return replace(tp, mode=mode)
+
+
+def resolve_modes(catalog: Catalog, config: SyncConfig, roles: Roles) -> dict[TableKey, str]:
+    """The tables whose mode differs from the config's default `mode`."""
+    modes = {}
+    for ref, mode in config.table_modes:
+        key = _resolve(ref, catalog, config, "tables")
+        if key not in roles.synced:
+            raise ConfigError(f"'tables' sets the mode of {qualified(key)}, which is preserved or excluded, not synced")
+        modes[key] = mode
+    return modes
+
+
 def build_plan(
     production: Catalog,
     staging: Catalog,
@@ -307,7 +337,11 @@ def build_plan(
         )
         raise SelectionError(f"cannot sync {qualified(key)}: it {why} (reload the code location if the config changed)")
     run = [k for k in roles.synced if k in selection]
-    tables = tuple(_plan_table(production.tables[k], staging.get(*k), staging, production.enums) for k in run)
+    modes = resolve_modes(production, config, roles)
+    tables = tuple(
+        _with_mode(_plan_table(production.tables[k], staging.get(*k), staging, production.enums), modes.get(k), config)
+        for k in run
+    )
 
     for tp in tables:
         referencing = [t.qualified for t, _ in staging.referencing(*tp.table_key) if t.key != tp.table_key]

@@ -272,9 +272,10 @@ def _apply_rows(
 
     def deletes() -> None:
         for tp in cyclic:
-            _unlink_removed(cur, tp, shadows[tp.table_key])
+            if tp.deletes:
+                _unlink_removed(cur, tp, shadows[tp.table_key])
         for tp in reversed(plan.tables):
-            if tp.key:
+            if tp.key and tp.deletes:
                 with about_table("deleting removed rows of", tp.qualified):
                     _delete_removed(cur, tp, diffs[tp.table_key], changes[tp.table_key])
 

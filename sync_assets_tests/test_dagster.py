@@ -704,3 +704,18 @@ def test_sensor_notices_a_truncate_when_production_statistics_are_fresh(cruise_p
 
     assert isinstance(result, SensorResult)
     assert [list(r.asset_selection) for r in result.run_requests] == [[staging("webhook_events")]]
+
+
+def test_row_count_check_in_merge_mode_accepts_the_rows_staging_keeps(cruise_pair: Pair, tmp_path: Path) -> None:
+    config = parse_config({**yaml.safe_load(cruise.CONFIG_YAML), "mode": "merge"})
+    result = run(build(cruise_pair, tmp_path, config))
+    assert result.success
+    assert all(check_results(result).values())
+    evaluation = next(
+        e
+        for e in result.get_asset_check_evaluations()
+        if e.asset_check_key == AssetCheckKey(staging("cruises"), ROW_COUNT)
+    )
+    assert evaluation.description == (
+        "staging has 220 rows, the snapshot this run copied has 210 (mode merge: staging may keep more)"
+    )

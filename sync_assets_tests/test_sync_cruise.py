@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sync_assets.errors import OrphanError, SelectionError, SyncError
+from sync_assets.errors import ConfigError, DriftError, OrphanError, SelectionError, SyncError
 from sync_assets_tests import cruise
 from sync_assets_tests.conftest import Pair, snapshot_tables, table_rows
 
@@ -299,3 +299,42 @@ def test_a_long_copy_reports_its_progress(pair: Pair, monkeypatch: pytest.Monkey
     assert len(progress) == 4
     assert all(m.endswith(" MB so far") for m in progress)
     assert progress[0].startswith("copying public.big: ") and " rows, 1.0 MB so far" in progress[0]
+
+
+def test_merge_mode_inserts_and_updates_but_never_deletes(cruise_pair: Pair) -> None:
+    with cruise_pair.staging() as staging:
+        before = snapshot_tables(staging, ALL_STAGING)
+    config = cruise.CONFIG_YAML + "mode: merge\ntables:\n  webhook_events: {mode: mirror}\n"
+    result = cruise_pair.sync(config)
+    changed = {k[1]: (t.inserted, t.updated, t.deleted) for k, t in result.tables.items()}
+    assert changed["cruises"] == (20, 11, 0)
+    assert changed["itineraries"] == (20, 0, 0)
+    assert changed["webhook_events"] == (51, 0, 50)  # the one table left in mirror mode
+    assert result.orphans == []  # nothing removed, so no preserved row lost its parent
+    with cruise_pair.staging() as staging, cruise_pair.prod() as prod:
+        after = snapshot_tables(staging, ALL_STAGING)
+        # every production row is in staging, and staging kept the rows production deleted
+        for table in ("cruises", "itineraries", "pricing", "price_snapshots"):
+            assert set(table_rows(prod, table)) <= set(after[table])
+        assert staging.execute("SELECT count(*) FROM cruises WHERE id BETWEEN 191 AND 200").fetchone() == (10,)
+        assert after["quote_requests"] == before["quote_requests"]
+
+
+def test_merge_mode_needs_a_key(cruise_pair: Pair) -> None:
+    with pytest.raises(DriftError, match=r"public\.webhook_events is set to mode merge, which needs a primary key"):
+        cruise_pair.sync(cruise.CONFIG_YAML + "tables:\n  webhook_events: {mode: merge}\n")
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        ("mode: incremental\n", "'mode' must be one of mirror, merge, got 'incremental'"),
+        ("tables:\n  ports: {mode: merge, speed: fast}\n", "'tables' entry 'ports' takes only 'mode'"),
+        ("tables:\n  users: {mode: merge}\n", "'tables' sets the mode of public.users, which is preserved"),
+        ("tables:\n  nosuch: {mode: merge}\n", "'tables' names table 'nosuch', which production does not have"),
+    ],
+)
+def test_bad_modes_are_config_errors(cruise_pair: Pair, extra: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        cruise_pair.sync(cruise.CONFIG_YAML + extra)
+    assert fragment in str(err.value)
