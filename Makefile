@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: install demo test test-browser lint
+.PHONY: install demo test test-browser bench lint
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,3 +32,8 @@ test-browser: install
 	$(PY) -m pip install --quiet -e '.[browser]'
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium)
 	$(PY) -m pytest -m browser
+
+# The benchmark (not part of the tests): sync_assets against a raw COPY pipe and pg_dump | pg_restore.
+bench: install
+	$(PY) -m pip install --quiet -e '.[bench]'
+	$(PY) benchmarks/run.py $(ARGS)

@@ -1,0 +1,313 @@
+"""Benchmark: sync_assets against a raw COPY pipe and pg_dump | pg_restore, on the same data, same run.
+
+    python benchmarks/run.py --scales 0.01 0.1 1 --reps 3
+
+Two PostgreSQL servers of our own (production, staging) in --dir. At scale 1 production holds about 1 GB
+(the cruise schema, 10 million prices). Per scale, alternating and repeated, median reported:
+  (a) raw pipe   psql \\copy (select ...) to stdout (binary) | psql \\copy ... from stdin (binary), per
+                 table, into bare tables (no keys, no indexes)
+  (b) pg_dump    pg_dump -Fc --data-only | pg_restore --data-only, same tables, bare tables
+  (c) sync full  sync_assets into an empty staging that keeps its keys, indexes and staging-only rows
+  (d) resync     sync_assets after about 1% of production's rows changed
+For each: wall seconds, MB/s of production data, ratio to (a), peak RSS of the process tree, WAL bytes
+written on staging, and the worst latency a staging reader saw meanwhile. Results go to
+--out/results.md (and results.png: seconds against scale).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sync_assets.catalog import introspect  # noqa: E402
+from sync_assets.demo import data  # noqa: E402
+from sync_assets.localpg import LocalPostgres, free_port  # noqa: E402
+
+PASSWORD = "bench-pw"
+DEMO_PER_BENCH_SCALE = 33.0  # demo scale 1 is ~30 MB; bench scale 1 ~1 GB
+# Durable like a real server (fsync on); roomy WAL so checkpoints do not dominate.
+SETTINGS = "-c shared_buffers=256MB -c max_wal_size=8GB -c checkpoint_timeout=30min -c max_connections=100"
+SYNCED = ("cabin_categories", "cruise_lines", "cruises", "itineraries", "ports", "price_snapshots", "pricing",
+          "regions", "ships", "webhook_events")  # fmt: skip
+
+
+@dataclass
+class Measure:
+    seconds: float
+    peak_rss_mb: float = 0.0
+    wal_bytes: int = 0
+    worst_read_ms: float = 0.0
+
+
+def sh(command: str, env: dict[str, str] | None = None) -> None:
+    subprocess.run(["bash", "-o", "pipefail", "-c", command], check=True, env={**os.environ, **(env or {})},
+                   stdout=subprocess.DEVNULL)  # fmt: skip
+
+
+class Bench:
+    def __init__(self, folder: Path) -> None:
+        self.prod = LocalPostgres(folder / "production", free_port(), PASSWORD)
+        self.staging = LocalPostgres(folder / "staging", free_port(), PASSWORD)
+        for server in (self.prod, self.staging):
+            if not server.initialized:
+                server.init()
+            server.start(SETTINGS)
+
+    def stop(self) -> None:
+        self.prod.stop()
+        self.staging.stop()
+
+    # -- data -------------------------------------------------------------------------------------
+
+    def build(self, scale: float) -> int:
+        demo_scale = scale * DEMO_PER_BENCH_SCALE
+        with self.prod.connect() as admin:
+            admin.execute("DROP DATABASE IF EXISTS production WITH (FORCE)")
+            admin.execute("CREATE DATABASE production")
+        with self.prod.connect("production") as conn:
+            conn.execute(data.SCHEMA)
+            conn.execute(data.base_data(demo_scale))
+            conn.execute("VACUUM ANALYZE")
+            size = conn.execute(
+                "SELECT sum(pg_table_size(format('%%I', t)::regclass))::bigint FROM unnest(%s::text[]) t",
+                (list(SYNCED),),
+            ).fetchone()[0]
+        with self.staging.connect() as admin:
+            for db in ("staging_template", "bare_template"):
+                admin.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+                admin.execute(f"CREATE DATABASE {db}")
+        with self.staging.connect("staging_template") as conn:
+            conn.execute(data.SCHEMA)  # keys, indexes, foreign keys: as a real staging keeps them
+            conn.execute("INSERT INTO users (email) SELECT 'tester' || i || '@staging' FROM generate_series(1, 200) i")
+        with self.staging.connect("bare_template") as conn:
+            conn.execute(data.SCHEMA)
+            strip_constraints(conn)
+        return int(size)
+
+    def fresh(self, db: str, template: str) -> None:
+        with self.staging.connect() as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+            admin.execute(f"CREATE DATABASE {db} TEMPLATE {template}")
+
+    def change_one_percent(self) -> None:
+        with self.prod.connect("production") as conn:
+            conn.execute("UPDATE pricing SET price = price + 1 WHERE id % 100 = 7")
+            conn.execute("UPDATE cruises SET status = 'cancelled' WHERE id % 100 = 7")
+            conn.execute("DELETE FROM price_snapshots WHERE cruise_id % 100 = 8")
+            conn.execute(
+                "INSERT INTO price_snapshots (cruise_id, captured_at, cheapest)"
+                " SELECT c, now(), 1 FROM generate_series(1, (SELECT max(id) FROM cruises), 100) c"
+            )
+
+    # -- the contenders ---------------------------------------------------------------------------
+
+    def raw_pipe(self) -> Measure:
+        self.fresh("bare", "bare_template")
+        env = {"PGPASSWORD": PASSWORD}
+        started = time.monotonic()
+        for table in SYNCED:
+            sh(
+                f"psql -X -q -h 127.0.0.1 -p {self.prod.port} -U postgres -d production"
+                f" -c '\\copy (SELECT * FROM {table}) TO STDOUT (FORMAT binary)'"
+                f" | psql -X -q -h 127.0.0.1 -p {self.staging.port} -U postgres -d bare"
+                f" -c '\\copy {table} FROM STDIN (FORMAT binary)'",
+                env,
+            )
+        return Measure(time.monotonic() - started)
+
+    def dump_restore(self) -> Measure:
+        self.fresh("bare", "bare_template")
+        env = {"PGPASSWORD": PASSWORD}
+        tables = " ".join(f"-t {t}" for t in SYNCED)
+        started = time.monotonic()
+        sh(
+            f"pg_dump -h 127.0.0.1 -p {self.prod.port} -U postgres -Fc --data-only {tables} production"
+            f" | pg_restore -h 127.0.0.1 -p {self.staging.port} -U postgres --data-only -d bare",
+            env,
+        )
+        return Measure(time.monotonic() - started)
+
+    def sync(self, fresh: bool) -> Measure:
+        if fresh:
+            self.fresh("staging", "staging_template")
+        config = Path(tempfile.mkstemp(suffix=".yaml")[1])
+        config.write_text("preserve: [users, quote_requests, saved_searches]\n")
+        wal_before = self.wal_lsn()
+        reader = Reader(self.staging.url("staging"))
+        reader.start()
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        started = time.monotonic()
+        subprocess.run(
+            [sys.executable, "-c", SYNC_SCRIPT, self.prod.url("production"), self.staging.url("staging"), str(config)],
+            check=True, cwd=ROOT, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        seconds = time.monotonic() - started
+        rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        worst = reader.stop()
+        config.unlink()
+        return Measure(seconds, max(rss, before) / 1024, self.wal_lsn() - wal_before, worst * 1000)
+
+    def wal_lsn(self) -> int:
+        with self.staging.connect() as conn:
+            return int(conn.execute("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn").fetchone()[0])
+
+
+SYNC_SCRIPT = """
+import sys
+from sync_assets.config import load_config
+from sync_assets.connections import Endpoint
+from sync_assets.engine import run_sync
+run_sync(Endpoint("production", "DATABASE_URL_PRODUCTION", sys.argv[1]),
+         Endpoint("staging", "DATABASE_URL_STAGING", sys.argv[2]), load_config(sys.argv[3]), log=lambda m: None)
+"""
+
+
+def strip_constraints(conn: psycopg.Connection) -> None:
+    """Bare tables for the raw pipe: no keys, no indexes, no generated columns (identity columns stay: COPY
+    writes them, and pg_restore sets their sequences)."""
+    from psycopg import sql
+
+    catalog = introspect(conn, ["public"])
+    for table in catalog.tables.values():
+        name = sql.Identifier(table.schema, table.name)
+        for fk in table.foreign_keys:
+            conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {} CASCADE").format(name, sql.Identifier(fk.name)))
+    for table in catalog.tables.values():
+        name = sql.Identifier(table.schema, table.name)
+        rows = conn.execute(
+            "SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass AND contype IN ('p', 'u', 'c')",
+            (name.as_string(conn),),
+        ).fetchall()
+        for (conname,) in rows:
+            conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {} CASCADE").format(name, sql.Identifier(conname)))
+        for column in table.columns:
+            col = sql.Identifier(column.name)
+            if column.generated:
+                conn.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN {} DROP EXPRESSION").format(name, col))
+            if column.not_null and not column.identity:
+                conn.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN {} DROP NOT NULL").format(name, col))
+    for (index,) in conn.execute(
+        "SELECT indexrelid::regclass::text FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid"
+        " WHERE c.relnamespace = 'public'::regnamespace"
+    ).fetchall():
+        conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(index)))
+
+
+class Reader(threading.Thread):
+    """A staging reader during the sync: point lookups and a count, its slowest answer recorded."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url, self.worst, self.halt = url, 0.0, threading.Event()
+
+    def run(self) -> None:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            while not self.halt.is_set():
+                started = time.monotonic()
+                conn.execute("SELECT count(*) FROM users").fetchone()
+                conn.execute("SELECT * FROM cruises WHERE id = 1").fetchall()
+                self.worst = max(self.worst, time.monotonic() - started)
+                time.sleep(0.01)
+
+    def stop(self) -> float:
+        self.halt.set()
+        self.join()
+        return self.worst
+
+
+def median(measures: list[Measure]) -> Measure:
+    return Measure(
+        statistics.median(m.seconds for m in measures),
+        max(m.peak_rss_mb for m in measures),
+        int(statistics.median(m.wal_bytes for m in measures)),
+        max(m.worst_read_ms for m in measures),
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scales", type=float, nargs="+", default=[0.01, 0.1])
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--dir", type=Path, default=ROOT / ".bench")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks")
+    args = parser.parse_args()
+    bench = Bench(args.dir.resolve())
+    rows = []
+    try:
+        for scale in args.scales:
+            size = bench.build(scale)
+            results: dict[str, list[Measure]] = {"raw pipe": [], "pg_dump → pg_restore": [], "sync full": [],
+                                                 "resync after 1%": []}  # fmt: skip
+            for rep in range(args.reps):
+                print(f"scale {scale}: repetition {rep + 1}/{args.reps}", flush=True)
+                results["raw pipe"].append(bench.raw_pipe())
+                results["pg_dump → pg_restore"].append(bench.dump_restore())
+                results["sync full"].append(bench.sync(fresh=True))
+                bench.change_one_percent()
+                results["resync after 1%"].append(bench.sync(fresh=False))
+            base = median(results["raw pipe"]).seconds
+            for name, measures in results.items():
+                m = median(measures)
+                rows.append((scale, size, name, m, m.seconds / base))
+    finally:
+        bench.stop()
+    write_report(rows, args.out)
+    return 0
+
+
+def write_report(rows: list, out: Path) -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame(
+        [
+            {
+                "scale": scale,
+                "production MB": round(size / 1e6),
+                "contender": name,
+                "seconds": round(m.seconds, 2),
+                "MB/s": round(size / 1e6 / m.seconds, 1),
+                "ratio to raw pipe": round(ratio, 2),
+                "peak RSS MB": round(m.peak_rss_mb) if m.peak_rss_mb else "-",
+                "staging WAL MB": round(m.wal_bytes / 1e6, 1) if m.wal_bytes else "-",
+                "worst read ms": round(m.worst_read_ms, 1) if m.worst_read_ms else "-",
+            }
+            for scale, size, name, m, ratio in rows
+        ]
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.md").write_text(frame.to_markdown(index=False) + "\n")
+    print(frame.to_markdown(index=False))
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, group in frame.groupby("contender"):
+        ax.plot(group["scale"], group["seconds"], marker="o", label=name)
+    ax.set_xscale("log")
+    ax.set_xlabel("scale (1 ≈ 1 GB)")
+    ax.set_ylabel("seconds (median)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "results.png", dpi=120)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
