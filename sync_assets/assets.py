@@ -267,7 +267,9 @@ def build_sync_assets(
 
         for check_key in sorted(context.selected_asset_check_keys, key=lambda k: k.asset_key.to_string()):
             key = table_for[check_key.asset_key]
-            yield _row_count_check(check_key, key, result, fresh_counts, modes.get(key, run_config.mode))
+            synced_now = result is not None and result.plan is not None and key in result.tables
+            mode = result.plan.table(key).mode if synced_now else modes.get(key, run_config.mode)  # type: ignore[union-attr]
+            yield _row_count_check(check_key, key, result, fresh_counts, mode)
 
     assets: list[AssetsDefinition | AssetSpec] = [sync_staging, *external, *preserved_specs]
     checks: list[ChecksDefinition] = []

@@ -75,7 +75,7 @@ def build_definitions(
         asset_checks=built.checks,
         jobs=[job, dry_run],
         schedules=[build_schedule(job)],
-        sensors=[build_sensor(job, built.synced, layout_config), *build_notification_sensors([job, dry_run])],
+        sensors=[build_sensor(job, built.synced, layout_config), *build_notification_sensors([job])],
         resources={"production": production, "staging": staging},
     )
 

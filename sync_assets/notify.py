@@ -32,12 +32,17 @@ def run_link(run_id: str) -> str:
 
 
 def post(text: str) -> None:
-    url = os.environ.get(SLACK_ENV)
+    # The webhook's URL is a secret: errors name the variable and the status, never the address.
+    url = (os.environ.get(SLACK_ENV) or "").strip()
     if not url:
         return
-    response = WebhookClient(url, timeout=10).send(text=text)
+    if not url.startswith(("https://", "http://")):
+        raise RuntimeError(f"{SLACK_ENV} is not an http(s) URL; set it to the Slack incoming webhook's address")
+    try:
+        response = WebhookClient(url, timeout=10).send(text=text)
+    except Exception as exc:
+        raise RuntimeError(f"posting to {SLACK_ENV} failed ({type(exc).__name__})") from None
     if response.status_code != 200:
-        # The webhook's URL is a secret: name the status, never the address.
         raise RuntimeError(f"Slack refused the notification (HTTP {response.status_code}: {response.body[:200]})")
 
 
@@ -80,8 +85,7 @@ def failure_message(context: RunFailureSensorContext) -> str:
     if not reasons:
         reasons.append(context.failure_event.message or "the run failed")
     return "\n".join(
-        [f":x: *{run.job_name}* failed, staging left unchanged. <{run_link(run.run_id)}|Run {run.run_id[:8]}>"]
-        + [f"> {r}" for r in reasons]
+        [f":x: *{run.job_name}* failed. <{run_link(run.run_id)}|Run {run.run_id[:8]}>"] + [f"> {r}" for r in reasons]
     )
 
 

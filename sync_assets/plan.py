@@ -342,6 +342,16 @@ def build_plan(
         _with_mode(_plan_table(production.tables[k], staging.get(*k), staging, production.enums), modes.get(k), config)
         for k in run
     )
+    by_key = {tp.table_key: tp for tp in tables}
+    for tp in tables:
+        for fk in tp.target.foreign_keys:
+            parent = by_key.get(fk.ref)
+            if tp.mode == "merge" and parent is not None and parent.deletes and parent is not tp:
+                raise ConfigError(
+                    f"{tp.qualified} is in mode merge but its parent {parent.qualified} is in mode mirror: the rows "
+                    f"production deleted from {parent.qualified} would take the rows {tp.qualified} keeps with them; "
+                    f"set {parent.qualified} to merge as well"
+                )
 
     for tp in tables:
         referencing = [t.qualified for t, _ in staging.referencing(*tp.table_key) if t.key != tp.table_key]

@@ -91,14 +91,15 @@ class _Diff:
         )
 
 
-def _compute_diff(cur: psycopg.Cursor, tp: TablePlan, shadow: sql.Identifier, index: int) -> _Diff:
+def _compute_diff(cur: psycopg.Cursor, tp: TablePlan, shadow: sql.Identifier, index: str) -> _Diff:
     rel = tp.target.relation()
     cur.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(rel))
     if not cur.fetchone()[0]:
         return _Diff(None, tp.key)
     marks = sql.Identifier(f"sync_diff_{index}")
-    deferred = set(tp.deferred_columns)
-    compared = tuple(c for c in (*tp.key_text_columns, *tp.exact_columns, *tp.text_columns) if c not in deferred)
+    # Only what an UPDATE can write: a column it may not set (identity ALWAYS) would look changed forever.
+    settable = (set(tp.update_columns) | set(tp.key_text_columns)) - set(tp.deferred_columns)
+    compared = tuple(c for c in (*tp.key_text_columns, *tp.exact_columns, *tp.text_columns) if c in settable)
     first = tp.key[0]  # key columns are NOT NULL: a NULL here means "no such row on that side"
     cur.execute(
         sql.SQL(
@@ -126,7 +127,16 @@ def _compute_diff(cur: psycopg.Cursor, tp: TablePlan, shadow: sql.Identifier, in
     return _Diff(marks, tp.key)
 
 
-def _insert_new(cur: psycopg.Cursor, tp: TablePlan, shadow: sql.Identifier, diff: _Diff, changes: TableChanges) -> None:
+def _insert_new(
+    cur: psycopg.Cursor, tp: TablePlan, shadow: sql.Identifier, diff: _Diff, changes: TableChanges, dry: bool
+) -> None:
+    if dry:
+        # Counted, not inserted: an INSERT would draw from staging's own sequences (defaults of
+        # staging-only columns), and no ROLLBACK gives those numbers back.
+        only_new = diff.rows("i", "s") if diff.marks is not None else sql.SQL("")
+        cur.execute(sql.SQL("SELECT count(*) FROM {} s {}").format(shadow, only_new))
+        changes.inserted = int(cur.fetchone()[0])
+        return
     deferred = set(tp.deferred_columns)
     values = sql.SQL(", ").join(sql.SQL("NULL") if c in deferred else sql.Identifier("s", c) for c in tp.columns)
     cur.execute(
@@ -162,7 +172,9 @@ def _update_changed(
     changes.updated += cur.rowcount
 
 
-def _replace_whole(cur: psycopg.Cursor, tp: TablePlan, shadow: sql.Identifier, changes: TableChanges) -> None:
+def _replace_whole(
+    cur: psycopg.Cursor, tp: TablePlan, shadow: sql.Identifier, changes: TableChanges, dry: bool
+) -> None:
     """No key to match rows by: replace the table whole, unless it already holds exactly the snapshot."""
     rel = tp.target.relation()
     cur.execute(
@@ -173,6 +185,11 @@ def _replace_whole(cur: psycopg.Cursor, tp: TablePlan, shadow: sql.Identifier, c
     )
     if cur.fetchone()[0]:
         return
+    changes.replaced_whole = True
+    if dry:
+        cur.execute(sql.SQL("SELECT (SELECT count(*) FROM {}), (SELECT count(*) FROM {})").format(rel, shadow))
+        changes.deleted, changes.inserted = (int(n) for n in cur.fetchone())
+        return
     cur.execute(sql.SQL("DELETE FROM {}").format(rel))
     changes.deleted = cur.rowcount
     cur.execute(
@@ -181,7 +198,6 @@ def _replace_whole(cur: psycopg.Cursor, tp: TablePlan, shadow: sql.Identifier, c
         )
     )
     changes.inserted = cur.rowcount
-    changes.replaced_whole = True
 
 
 def _delete_removed(cur: psycopg.Cursor, tp: TablePlan, diff: _Diff, changes: TableChanges) -> None:
@@ -243,14 +259,21 @@ def _unlink_removed(cur: psycopg.Cursor, tp: TablePlan, shadow: sql.Identifier) 
 
 
 def _apply_rows(
-    cur: psycopg.Cursor, plan: SyncPlan, shadows: dict[TableKey, sql.Identifier], deletes_first: bool
+    cur: psycopg.Cursor, plan: SyncPlan, shadows: dict[TableKey, sql.Identifier], deletes_first: bool, dry: bool
 ) -> dict[TableKey, TableChanges]:
     changes = {tp.table_key: TableChanges() for tp in plan.tables}
     cyclic = [tp for tp in plan.tables if tp.deferred_columns and tp.key]
-    # Every diff is taken before any row changes: the statements below only touch their own table.
-    diffs = {
-        tp.table_key: _compute_diff(cur, tp, shadows[tp.table_key], i) for i, tp in enumerate(plan.tables) if tp.key
-    }
+
+    def compute_diffs(round_: int) -> dict[TableKey, _Diff]:
+        return {
+            tp.table_key: _compute_diff(cur, tp, shadows[tp.table_key], f"{round_}_{i}")
+            for i, tp in enumerate(plan.tables)
+            if tp.key
+        }
+
+    # Taken before any row changes; after deletes (which can cascade into other tables of the run)
+    # the inserts and updates take them again.
+    diffs = compute_diffs(0)
 
     def upserts() -> None:
         for tp in cyclic:
@@ -259,12 +282,12 @@ def _apply_rows(
             shadow, done = shadows[tp.table_key], changes[tp.table_key]
             with about_table("applying", tp.qualified):
                 if not tp.key:
-                    _replace_whole(cur, tp, shadow, done)
+                    _replace_whole(cur, tp, shadow, done, dry)
                 elif deletes_first:
                     _update_changed(cur, tp, shadow, diffs[tp.table_key], done)
-                    _insert_new(cur, tp, shadow, diffs[tp.table_key], done)
+                    _insert_new(cur, tp, shadow, diffs[tp.table_key], done, dry)
                 else:
-                    _insert_new(cur, tp, shadow, diffs[tp.table_key], done)
+                    _insert_new(cur, tp, shadow, diffs[tp.table_key], done, dry)
                     _update_changed(cur, tp, shadow, diffs[tp.table_key], done)
         for tp in cyclic:
             with about_table("linking the foreign key cycle of", tp.qualified):
@@ -281,6 +304,7 @@ def _apply_rows(
 
     if deletes_first:
         deletes()
+        diffs = compute_diffs(1)
         upserts()
     else:
         upserts()
@@ -295,27 +319,29 @@ _UNIQUE_HINT = (
 
 
 def apply_rows(
-    conn: psycopg.Connection, plan: SyncPlan, shadows: dict[TableKey, sql.Identifier], log: Log
+    conn: psycopg.Connection, plan: SyncPlan, shadows: dict[TableKey, sql.Identifier], log: Log, dry: bool = False
 ) -> dict[TableKey, TableChanges]:
     """Inserts and updates before deletes keep every foreign key satisfied; when that order trips a
     unique key (a value moving from a deleted row to a new one), deletes go first instead."""
     try:
         with conn.transaction(), conn.cursor() as cur:
-            return _apply_rows(cur, plan, shadows, deletes_first=False)
+            return _apply_rows(cur, plan, shadows, deletes_first=False, dry=dry)
     except TableFailure as exc:
         if not isinstance(exc.cause, psycopg.errors.UniqueViolation):
             raise
         log(f"unique key moved between rows ({exc.cause.diag.constraint_name}); applying deletes first instead")
     try:
         with conn.transaction(), conn.cursor() as cur:
-            return _apply_rows(cur, plan, shadows, deletes_first=True)
+            return _apply_rows(cur, plan, shadows, deletes_first=True, dry=dry)
     except TableFailure as exc:
         if isinstance(exc.cause, psycopg.errors.UniqueViolation):
             raise TableFailure(str(exc) + _UNIQUE_HINT, exc.cause) from exc
         raise
 
 
-def advance_sequences(cur: psycopg.Cursor, plan: SyncPlan, apply: bool = True) -> dict[str, int]:
+def advance_sequences(
+    cur: psycopg.Cursor, plan: SyncPlan, shadows: dict[TableKey, sql.Identifier], apply: bool = True
+) -> dict[str, int]:
     """Move each owned sequence past the column's highest value (lowest for descending ones), never back.
     Returns the sequences moved (apply=False: that would move) and their new values."""
     moved: dict[str, int] = {}
@@ -324,10 +350,17 @@ def advance_sequences(cur: psycopg.Cursor, plan: SyncPlan, apply: bool = True) -
             seq_ident = sql.Identifier(seq.schema, seq.name)
             agg = sql.SQL("max" if seq.increment > 0 else "min")
             with about_table("advancing the sequences of", tp.qualified):
-                # Without ONLY: inheritance children draw from the parent's sequence too.
+                # Without ONLY: inheritance children draw from the parent's sequence too. A dry run
+                # inserted nothing, so the new rows are looked for in the shadow.
+                col = sql.Identifier(seq.column)
                 cur.execute(
-                    sql.SQL("SELECT {agg}({col})::bigint FROM {table}").format(
-                        agg=agg, col=sql.Identifier(seq.column), table=ident(tp.table_key)
+                    sql.SQL("SELECT {agg}(v)::bigint FROM (SELECT {col} FROM {table} UNION ALL {extra}) x(v)").format(
+                        agg=agg,
+                        col=col,
+                        table=ident(tp.table_key),
+                        extra=sql.SQL("SELECT {} FROM {}").format(col, shadows[tp.table_key])
+                        if not apply
+                        else sql.SQL("SELECT NULL"),
                     )
                 )
                 extreme = cur.fetchone()[0]
@@ -370,7 +403,7 @@ def swap(
             cur.execute("SET CONSTRAINTS ALL DEFERRED")
             check_parents_outside(cur, plan, shadows)
             result.orphans = handle_children_outside(cur, plan, shadows, orphans_policy, run_id, log)
-        result.changes = apply_rows(conn, plan, shadows, log)
+        result.changes = apply_rows(conn, plan, shadows, log, dry_run)
         with conn.cursor() as cur:
             # Deferred constraints are checked now, so a violation fails the run before setval, which no
             # ROLLBACK undoes, moves any sequence.
@@ -379,7 +412,7 @@ def swap(
             for tp in plan.tables:
                 cur.execute(sql.SQL("SELECT count(*) FROM {}").format(tp.target.relation()))
                 result.staging_rows[tp.table_key] = int(cur.fetchone()[0])
-            result.sequences = advance_sequences(cur, plan, apply=not dry_run)
+            result.sequences = advance_sequences(cur, plan, shadows, apply=not dry_run)
         if dry_run:
             raise psycopg.Rollback()
     return result

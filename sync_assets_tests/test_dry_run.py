@@ -7,20 +7,24 @@ from pathlib import Path
 import yaml
 from dagster import DagsterInstance
 
-from sync_assets.config import parse_config
+from sync_assets.config import SyncConfig, parse_config
 from sync_assets.definitions import build_definitions
 from sync_assets_tests import cruise
 from sync_assets_tests.conftest import Pair, snapshot_tables
 
-ALL_STAGING = [*cruise.SYNCED, *cruise.PRESERVED]
-
 
 def staging_state(pair: Pair) -> tuple:
     with pair.staging() as staging:
+        tables = [
+            r[0]
+            for r in staging.execute(
+                "SELECT relname FROM pg_class WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace"
+            )
+        ]
         sequences = staging.execute("SELECT sequencename, last_value FROM pg_sequences ORDER BY 1").fetchall()
         schemas = staging.execute("SELECT nspname FROM pg_namespace ORDER BY 1").fetchall()
         relations = staging.execute("SELECT count(*) FROM pg_class").fetchone()
-        return snapshot_tables(staging, ALL_STAGING), sequences, schemas, relations
+        return snapshot_tables(staging, sorted(tables)), sequences, schemas, relations
 
 
 def test_dry_run_reports_the_exact_plan_and_changes_nothing(cruise_pair: Pair, tmp_path: Path) -> None:
@@ -74,3 +78,17 @@ def test_dry_run_of_chosen_tables_and_unknown_names(cruise_pair: Pair, tmp_path:
     failed = job.execute_in_process(run_config=bad, instance=DagsterInstance.ephemeral(), raise_on_error=False)
     description = failed.get_step_failure_events()[0].step_failure_data.user_failure_data.description
     assert description.startswith("dry run: public.users is not a synced table; synced tables are")
+
+
+def test_dry_run_leaves_staging_only_sequences_alone(pair: Pair, tmp_path: Path) -> None:
+    pair.run_prod(
+        "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT i, 'v' FROM generate_series(1, 5) i"
+    )
+    pair.run_staging("CREATE TABLE t (id int PRIMARY KEY, v text, local_no serial)")  # staging's own numbering
+    defs = build_definitions(pair.prod_url, pair.staging_url, SyncConfig(), cache_dir=tmp_path)
+    before = staging_state(pair)
+    result = defs.resolve_job_def("sync_dry_run").execute_in_process(instance=DagsterInstance.ephemeral())
+    assert result.success
+    assert staging_state(pair) == before
+    plan = next(e for e in result.all_events if e.event_type_value == "STEP_OUTPUT").event_specific_data.metadata
+    assert plan["rows_to_insert"].value == 5

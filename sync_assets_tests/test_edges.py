@@ -269,3 +269,37 @@ def test_missing_privileges_name_the_table_and_point_at_the_readme(pair: Pair) -
     assert "grant the database role the missing privilege (README.md, 'Privileges')" in str(err.value)
     with pair.staging() as staging:
         assert snapshot_tables(staging, ["t"]) == {"t": []}
+
+
+def test_deletes_first_retry_keeps_rows_a_cascade_removed(pair: Pair) -> None:
+    both(
+        pair,
+        "CREATE TABLE p (id int PRIMARY KEY);"
+        "CREATE TABLE c (id int PRIMARY KEY, p_id int NOT NULL REFERENCES p ON DELETE CASCADE, u text UNIQUE);",
+    )
+    for side in (pair.run_prod, pair.run_staging):
+        side("INSERT INTO p VALUES (1), (2); INSERT INTO c VALUES (10, 1, 'x'), (11, 2, 'y')")
+    # row 10 moves to parent 2, parent 1 goes, and 'y' moves from row 11 to a new row 12
+    pair.run_prod("UPDATE c SET p_id = 2 WHERE id = 10; DELETE FROM p WHERE id = 1;"
+                  "DELETE FROM c WHERE id = 11; INSERT INTO c VALUES (12, 2, 'y')")  # fmt: skip
+    logs: list[str] = []
+    pair.sync(log=logs.append)
+    assert any("applying deletes first instead" in m for m in logs)
+    assert_equal(pair, "p", "c")
+
+
+def test_identity_always_column_outside_the_key_is_not_rewritten_every_run(pair: Pair) -> None:
+    both(pair, "CREATE TABLE t (code text PRIMARY KEY, n int GENERATED ALWAYS AS IDENTITY, v text)")
+    pair.run_prod("INSERT INTO t (code, v) VALUES ('a', 'x'), ('b', 'y')")
+    pair.run_staging("INSERT INTO t (code, v) VALUES ('b', 'y'), ('a', 'x')")  # same rows, n swapped
+    first = pair.sync()
+    second = pair.sync()
+    assert first.tables[("public", "t")].updated == 0
+    assert second.tables[("public", "t")].updated == 0
+
+
+def test_merge_child_of_a_mirror_parent_is_refused(pair: Pair) -> None:
+    both(pair, "CREATE TABLE p (id int PRIMARY KEY); CREATE TABLE c (id int PRIMARY KEY, p_id int REFERENCES p)")
+    with pytest.raises(ConfigError, match=r"public\.c is in mode merge but its parent public\.p is in mode mirror"):
+        pair.sync("tables:\n  c: {mode: merge}\n")
+    pair.sync("tables:\n  c: {mode: merge}\n  p: {mode: merge}\n")

@@ -97,9 +97,10 @@ def test_a_failed_sync_posts_why_and_the_link(cruise_pair: Pair, tmp_path: Path,
     notify(defs, "slack_on_sync_failure", result, instance, DagsterEventType.RUN_FAILURE)
 
     text = webhook[0]["text"]
-    assert text.startswith(":x: *sync_job* failed, staging left unchanged.")
+    assert text.startswith(":x: *sync_job* failed.")
     assert f"/runs/{result.run_id}|" in text
     assert "> step `sync_staging`: 4 row(s) of preserved table public.quote_requests reference" in text
+    assert "nothing was changed" in text
     for secret in (PROD_READER[1], STAGING_OWNER[1]):
         assert secret not in text
 
@@ -113,3 +114,15 @@ def test_no_webhook_no_notification_sensors(cruise_pair: Pair, tmp_path: Path, m
         else {s.name for s in defs.get_repository_def().sensor_defs}
     )
     assert names == {"production_changes"}
+
+
+def test_a_malformed_webhook_url_is_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sync_assets.notify import post
+
+    # a stray space (stripped, then refused by a closed local port) and a missing scheme
+    for value in (" http://127.0.0.1:9/services/T0/B0/SECRETTOKEN", "127.0.0.1:9/services/T0/B0/SECRETTOKEN"):
+        monkeypatch.setenv("SLACK_WEBHOOK_URL", value)
+        with pytest.raises(RuntimeError) as err:
+            post("hello")
+        assert "SECRETTOKEN" not in str(err.value)
+        assert "SLACK_WEBHOOK_URL" in str(err.value)

@@ -57,29 +57,37 @@ def prepare_server(folder: Path, port: int) -> LocalPostgres:
     return server
 
 
+def _filled(server: LocalPostgres, db: str) -> bool:
+    with server.connect(db) as conn:
+        return conn.execute("SELECT to_regclass('public.cruises') IS NOT NULL").fetchone()[0]
+
+
 def seed(server: LocalPostgres, scale: float) -> None:
-    """Roles as a managed service would have them (none a superuser), three databases, the demo data."""
+    """Roles as a managed service would have them (none a superuser), three databases, the demo data.
+
+    Each database is filled in one transaction: an interrupted fill leaves it empty, and the next run
+    fills it again."""
     with server.connect() as admin:
         for role in ("reader", "app"):
             if admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is None:
                 admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{PASSWORDS[role]}'")
-        missing = [db for db in DATABASES if not server.database_exists(db)]
-        for db in missing:
-            owner = {"production": SUPERUSER, "staging": "app", "dagster": SUPERUSER}[db]
-            admin.execute(f"CREATE DATABASE {db} OWNER {owner} TEMPLATE template0")
-    if "production" in missing:
+        for db in DATABASES:
+            if not server.database_exists(db):
+                owner = {"production": SUPERUSER, "staging": "app", "dagster": SUPERUSER}[db]
+                admin.execute(f"CREATE DATABASE {db} OWNER {owner} TEMPLATE template0")
+    if not _filled(server, "production"):
         say(f"filling production (scale {scale})")
-        with server.connect("production") as prod:
+        with server.connect("production") as prod, prod.transaction():
             prod.execute(data.SCHEMA)
             prod.execute(data.base_data(scale))
             prod.execute(data.production_moves_on(scale))
             prod.execute("GRANT USAGE ON SCHEMA public TO reader")
             prod.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO reader")
-    if "staging" in missing:
+    if not _filled(server, "staging"):
         say("filling staging: an older copy plus its own users, quote requests and saved searches")
         with server.connect("staging") as admin:
             admin.execute("ALTER SCHEMA public OWNER TO app")
-        with server.connect("staging", "app", PASSWORDS["app"]) as staging:
+        with server.connect("staging", "app", PASSWORDS["app"]) as staging, staging.transaction():
             staging.execute(data.SCHEMA)
             staging.execute(data.base_data(scale))
             staging.execute(data.staging_own_data(scale))

@@ -295,7 +295,8 @@ def staging_own_data(scale: float) -> str:
 INSERT INTO users (email, name) SELECT 'tester' || i || '@staging.example', 'Tester ' || i
 FROM generate_series(1, 200) i;
 INSERT INTO quote_requests (user_id, cruise_id, requested_at, note)
-SELECT 1 + i % 200, CASE WHEN i % 50 = 0 THEN 97 * (1 + i % ({cruises} / 97)) ELSE 1 + (i * 13) % {cruises} END,
+SELECT 1 + i % 200, CASE WHEN i % 50 = 0 AND {cruises} >= 97 THEN 97 * (1 + i % greatest(1, {cruises} / 97))
+                          ELSE 1 + (i * 13) % {cruises} END,
        timestamptz '2026-02-01 00:00+00' + i * interval '1 hour', 'quote ' || i
 FROM generate_series(1, 1000) i;
 INSERT INTO saved_searches (user_id, query)
