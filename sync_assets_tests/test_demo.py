@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import atexit
-import re
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -26,15 +26,20 @@ def run_demo(folder: Path, pg_port: int) -> subprocess.CompletedProcess:
     )  # fmt: skip
 
 
-def test_demo_seeds_syncs_summarises_and_stops(tmp_path: Path) -> None:
-    folder, port = tmp_path / "demo", free_port()
+@pytest.fixture
+def folder() -> Iterator[Path]:
+    """A data folder the server's own user can reach (pytest's tmp_path is private to root)."""
+    base = Path(tempfile.mkdtemp(prefix="sync_assets_demo_test_"))
+    base.chmod(0o755)
+    yield base / "demo"
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def test_demo_seeds_syncs_summarises_and_stops(folder: Path) -> None:
+    port = free_port()
     first = run_demo(folder, port)
     out = first.stdout + first.stderr
-    # As root, pytest's private tmp folder is out of the server user's reach: the demo says where it went.
-    moved = re.search(r"; using (\S+)", out)
-    if moved:
-        request_cleanup = Path(moved.group(1))
-        atexit.register(shutil.rmtree, request_cleanup, ignore_errors=True)
+    assert "; using " not in out  # the folder asked for, not a fallback
     assert first.returncode == 0, out[-4000:]
     assert "[demo] filling production (scale 0.02)" in out
     assert "[demo] sync succeeded in " in out and "12 of 12 checks passed" in out
