@@ -100,13 +100,13 @@ def _compute_diff(cur: psycopg.Cursor, tp: TablePlan, shadow: sql.Identifier, in
     # Only what an UPDATE can write: a column it may not set (identity ALWAYS) would look changed forever.
     settable = (set(tp.update_columns) | set(tp.key_text_columns)) - set(tp.deferred_columns)
     compared = tuple(c for c in (*tp.key_text_columns, *tp.exact_columns, *tp.text_columns) if c in settable)
-    first = tp.key[0]  # key columns are NOT NULL: a NULL here means "no such row on that side"
+    # A NULL ctid means "no such row on that side" (a key column may be NULL in staging's own rows).
     cur.execute(
         sql.SQL(
             "CREATE TEMP TABLE {marks} ON COMMIT DROP AS SELECT {keys},"
-            " CASE WHEN {t_first} IS NULL THEN 'i' WHEN {s_first} IS NULL THEN 'd' ELSE 'u' END AS sync_op"
+            " CASE WHEN t.ctid IS NULL THEN 'i' WHEN s.ctid IS NULL THEN 'd' ELSE 'u' END AS sync_op"
             " FROM {shadow} s FULL JOIN {rel} t ON {match}"
-            " WHERE {t_first} IS NULL OR {s_first} IS NULL OR ({changed})"
+            " WHERE t.ctid IS NULL OR s.ctid IS NULL OR ({changed})"
         ).format(
             marks=marks,
             keys=sql.SQL(", ").join(
@@ -115,8 +115,6 @@ def _compute_diff(cur: psycopg.Cursor, tp: TablePlan, shadow: sql.Identifier, in
                 )
                 for k in tp.key
             ),
-            t_first=sql.Identifier("t", first),
-            s_first=sql.Identifier("s", first),
             shadow=shadow,
             rel=rel,
             match=match("s", tp.key, "t", tp.key),
@@ -209,6 +207,16 @@ def _delete_removed(cur: psycopg.Cursor, tp: TablePlan, diff: _Diff, changes: Ta
         )
     )
     changes.deleted = cur.rowcount
+    nullable = [k for k in tp.key if (c := tp.target.column(k)) is not None and not c.not_null]
+    if nullable:
+        # Production's key is never NULL: staging rows with a NULL in it match nothing there.
+        cur.execute(
+            sql.SQL("DELETE FROM {} WHERE {}").format(
+                tp.target.relation(),
+                sql.SQL(" OR ").join(sql.SQL("{} IS NULL").format(sql.Identifier(k)) for k in nullable),
+            )
+        )
+        changes.deleted += cur.rowcount
 
 
 def _count_only_deferred_changes(cur: psycopg.Cursor, tp: TablePlan, shadow: sql.Identifier) -> int:

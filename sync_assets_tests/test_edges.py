@@ -303,3 +303,11 @@ def test_merge_child_of_a_mirror_parent_is_refused(pair: Pair) -> None:
     with pytest.raises(ConfigError, match=r"public\.c is in mode merge but its parent public\.p is in mode mirror"):
         pair.sync("tables:\n  c: {mode: merge}\n")
     pair.sync("tables:\n  c: {mode: merge}\n  p: {mode: merge}\n")
+
+
+def test_staging_rows_with_a_null_key_are_removed(pair: Pair) -> None:
+    pair.run_prod("CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a')")
+    pair.run_staging("CREATE TABLE t (id int, v text); INSERT INTO t VALUES (1, 'a'), (NULL, 'stray')")
+    result = pair.sync()
+    assert_equal(pair, "t")
+    assert result.tables[("public", "t")].deleted == 1
