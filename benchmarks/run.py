@@ -118,6 +118,7 @@ class Bench:
     def raw_pipe(self) -> Measure:
         self.fresh("bare", "bare_template")
         env = {"PGPASSWORD": PASSWORD}
+        wal_before = self.wal_lsn()
         started = time.monotonic()
         for table in SYNCED:
             sh(
@@ -127,19 +128,20 @@ class Bench:
                 f" -c '\\copy {table} FROM STDIN (FORMAT binary)'",
                 env,
             )
-        return Measure(time.monotonic() - started)
+        return Measure(time.monotonic() - started, wal_bytes=self.wal_lsn() - wal_before)
 
     def dump_restore(self) -> Measure:
         self.fresh("bare", "bare_template")
         env = {"PGPASSWORD": PASSWORD}
         tables = " ".join(f"-t {t}" for t in SYNCED)
+        wal_before = self.wal_lsn()
         started = time.monotonic()
         sh(
             f"pg_dump -h 127.0.0.1 -p {self.prod.port} -U postgres -Fc --data-only {tables} production"
             f" | pg_restore -h 127.0.0.1 -p {self.staging.port} -U postgres --data-only -d bare",
             env,
         )
-        return Measure(time.monotonic() - started)
+        return Measure(time.monotonic() - started, wal_bytes=self.wal_lsn() - wal_before)
 
     def sync(self, fresh: bool) -> Measure:
         if fresh:
