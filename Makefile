@@ -21,8 +21,8 @@ demo: install
 	$(PY) -m sync_assets.demo $(ARGS)
 
 lint: install
-	$(VENV)/bin/ruff check sync_assets sync_assets_tests
-	$(VENV)/bin/ruff format --check sync_assets sync_assets_tests
+	$(VENV)/bin/ruff check sync_assets sync_assets_tests benchmarks
+	$(VENV)/bin/ruff format --check sync_assets sync_assets_tests benchmarks
 
 test: lint
 	$(PY) -m pytest
