@@ -32,6 +32,7 @@ from dagster import AssetChecksDefinition as ChecksDefinition
 from sync_assets.catalog import Catalog, Table
 from sync_assets.catalog_cache import LoadedCatalog
 from sync_assets.config import SyncConfig
+from sync_assets.connections import Endpoint
 from sync_assets.engine import SyncResult, run_sync
 from sync_assets.errors import ConfigError, SyncError
 from sync_assets.failures import failure_for
@@ -93,6 +94,32 @@ class Layout:
 def _description(table: Table, note: str | None) -> str:
     text = table.comment or f"Production table {table.qualified}, kept in step in staging by sync_assets."
     return f"{text}\n\n{note}" if note else text
+
+
+class _FreshCounts:
+    """Row counts of both sides now, for checks of tables the run did not sync: one pair of sessions,
+    opened on the first such check, for all of them."""
+
+    def __init__(self, source: Endpoint, target: Endpoint, catalog: Catalog) -> None:
+        self.source, self.target, self.catalog = source, target, catalog
+        self.sessions: tuple[psycopg.Connection, psycopg.Connection] | None = None
+
+    def __enter__(self) -> "_FreshCounts":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for conn in self.sessions or ():
+            conn.close()
+
+    def __call__(self, key: TableKey) -> tuple[int, int]:
+        table = self.catalog.tables[key]
+        try:
+            if self.sessions is None:
+                self.sessions = (self.source.connect(), self.target.connect())
+            prod, staging = self.sessions
+            return count_rows(prod, table), count_rows(staging, table)
+        except Exception as exc:
+            raise failure_for(exc, self.source, self.target) from None
 
 
 def _row_count_check(
@@ -257,19 +284,12 @@ def build_sync_assets(
                     ),
                 )
 
-        def fresh_counts(key: TableKey) -> tuple[int, int]:
-            table = catalog.tables[key]
-            try:
-                with source.connect() as prod, target.connect() as stag:
-                    return count_rows(prod, table), count_rows(stag, table)
-            except Exception as exc:
-                raise failure_for(exc, source, target) from None
-
-        for check_key in sorted(context.selected_asset_check_keys, key=lambda k: k.asset_key.to_string()):
-            key = table_for[check_key.asset_key]
-            synced_now = result is not None and result.plan is not None and key in result.tables
-            mode = result.plan.table(key).mode if synced_now else modes.get(key, run_config.mode)  # type: ignore[union-attr]
-            yield _row_count_check(check_key, key, result, fresh_counts, mode)
+        with _FreshCounts(source, target, catalog) as fresh_counts:
+            for check_key in sorted(context.selected_asset_check_keys, key=lambda k: k.asset_key.to_string()):
+                key = table_for[check_key.asset_key]
+                synced_now = result is not None and result.plan is not None and key in result.tables
+                mode = result.plan.table(key).mode if synced_now else modes.get(key, run_config.mode)  # type: ignore[union-attr]
+                yield _row_count_check(check_key, key, result, fresh_counts, mode)
 
     assets: list[AssetsDefinition | AssetSpec] = [sync_staging, *external, *preserved_specs]
     checks: list[ChecksDefinition] = []

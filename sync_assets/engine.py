@@ -127,8 +127,9 @@ def run_sync(
 ) -> SyncResult:
     """Sync the selected tables (None: all) from production into staging, atomically.
 
-    dry_run does everything but the COMMIT: the swap runs and is rolled back, so the counts it reports
-    are exactly what a sync would do, and staging is left as it was (sequences included).
+    dry_run does everything but the COMMIT, and counts the rows it would insert instead of inserting
+    them (an INSERT would draw staging's own sequences, which no ROLLBACK gives back): the rest of the
+    swap runs and is rolled back, and staging is left as it was, sequences included.
     """
     started = time.monotonic()
     run_id = uuid.uuid4().hex
