@@ -256,3 +256,13 @@ def test_dagster_retries_a_lost_connection_and_then_succeeds(cruise_pair: Pair, 
     with cruise_pair.prod() as prod, cruise_pair.staging() as staging:
         for table in cruise.SYNCED:
             assert snapshot_tables(staging, [table]) == snapshot_tables(prod, [table])
+
+
+def test_short_lock_timeout_gives_up_as_a_transient_fault_and_changes_nothing(cruise_pair: Pair) -> None:
+    with cruise_pair.staging() as staging:
+        before = snapshot_tables(staging, ALL_STAGING)
+    with staging_row_lock(cruise_pair, PRICING_LOCK), pytest.raises(psycopg.errors.LockNotAvailable) as err:
+        cruise_pair.sync(cruise.CONFIG_YAML + "lock_timeout: 200ms\n")
+    assert is_transient(err.value)
+    with cruise_pair.staging() as staging:
+        assert snapshot_tables(staging, ALL_STAGING) == before
