@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +15,14 @@ from sync_assets.errors import ConfigError
 
 CONFIG_ENV = "SYNC_ASSETS_CONFIG"
 ORPHAN_POLICIES = ("delete", "fail")
-# mirror: staging equals production; merge: new and changed rows arrive, nothing is deleted.
-MODES = ("mirror", "merge")
+# mirror: staging equals production; merge: new and changed rows arrive, nothing is deleted;
+# incremental: like mirror, but only rows changed since the last run are read (deletes found by key).
+MODES = ("mirror", "merge", "incremental")
 # PostgreSQL's own spelling of a duration setting: a number with an optional unit.
 _DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|min)?\s*$")
+# Longer spans (the incremental overlap, the full reconciliation period) may also count hours and days.
+_SPAN = re.compile(r"^\s*(\d+)\s*(s|min|h|d)\s*$")
+_SPAN_UNITS = {"s": "seconds", "min": "minutes", "h": "hours", "d": "days"}
 
 
 @dataclass(frozen=True, order=True)
@@ -43,6 +48,13 @@ class SyncConfig:
     retry_delay_seconds: float = 2.0
     mode: str = "mirror"
     table_modes: tuple[tuple[TableRef, str], ...] = ()  # per-table exceptions to `mode`
+    # Incremental mode: the column telling when a row last changed, per table where it differs.
+    incremental_column: str = "updated_at"
+    table_columns: tuple[tuple[TableRef, str], ...] = ()
+    # Read back this much before the watermark: covers clocks of clients that set the column themselves.
+    incremental_overlap: timedelta = timedelta(minutes=5)
+    # An incremental table is read whole again (and compared row by row) when its last full read is older.
+    reconcile_every: timedelta | None = timedelta(days=7)
     source: str = field(default="defaults", compare=False)
 
 
@@ -57,6 +69,9 @@ _KEYS = {
     "retry_delay_seconds",
     "mode",
     "tables",
+    "incremental_column",
+    "incremental_overlap",
+    "reconcile_every",
 }
 
 
@@ -92,20 +107,43 @@ def _mode(value: Any, what: str, where: str) -> str:
     return value
 
 
-def _table_modes(value: Any, where: str) -> tuple[tuple[TableRef, str], ...]:
-    """`tables: {public.webhook_events: {mode: merge}}`: settings of single tables."""
+def _span(value: Any, key: str, where: str, allow_never: bool = False) -> timedelta | None:
+    """'30s', '5min', '2h', '7d'; 'never' where the setting can be switched off."""
+    if allow_never and value in ("never", None):
+        return None
+    match = _SPAN.match(value) if isinstance(value, str) else None
+    if match is None:
+        never = " or 'never'" if allow_never else ""
+        raise ConfigError(
+            f"{where}: '{key}' must be a duration such as '90s', '5min', '2h' or '7d'{never}, got {value!r}"
+        )
+    return timedelta(**{_SPAN_UNITS[match.group(2)]: int(match.group(1))})
+
+
+def _column_name(value: Any, what: str, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where}: {what} must be a column name, got {value!r}")
+    return value
+
+
+def _table_settings(
+    value: Any, where: str
+) -> tuple[tuple[tuple[TableRef, str], ...], tuple[tuple[TableRef, str], ...]]:
+    """`tables: {public.prices: {mode: incremental, column: changed_at}}`: settings of single tables."""
     if value is None:
-        return ()
+        return (), ()
     if not isinstance(value, dict):
         raise ConfigError(f"{where}: 'tables' must map table names to their settings, got {value!r}")
-    out = []
+    modes, columns = [], []
     for name, settings in value.items():
         ref = _table_refs([name], "tables", where)[0]
-        if not isinstance(settings, dict) or set(settings) - {"mode"}:
-            raise ConfigError(f"{where}: 'tables' entry {name!r} takes only 'mode', got {settings!r}")
+        if not isinstance(settings, dict) or set(settings) - {"mode", "column"}:
+            raise ConfigError(f"{where}: 'tables' entry {name!r} takes only 'mode' and 'column', got {settings!r}")
         if "mode" in settings:
-            out.append((ref, _mode(settings["mode"], f"the mode of {name}", where)))
-    return tuple(out)
+            modes.append((ref, _mode(settings["mode"], f"the mode of {name}", where)))
+        if "column" in settings:
+            columns.append((ref, _column_name(settings["column"], f"the column of {name}", where)))
+    return tuple(modes), tuple(columns)
 
 
 def parse_config(data: Any, where: str = "config") -> SyncConfig:
@@ -145,7 +183,10 @@ def parse_config(data: Any, where: str = "config") -> SyncConfig:
     if not isinstance(delay, int | float) or isinstance(delay, bool) or delay < 0:
         raise ConfigError(f"{where}: 'retry_delay_seconds' must be a number >= 0, got {delay!r}")
     mode = _mode(data.get("mode", "mirror"), "'mode'", where)
-    table_modes = _table_modes(data.get("tables"), where)
+    table_modes, table_columns = _table_settings(data.get("tables"), where)
+    column = _column_name(data.get("incremental_column", "updated_at"), "'incremental_column'", where)
+    overlap = _span(data.get("incremental_overlap", "5min"), "incremental_overlap", where)
+    reconcile = _span(data.get("reconcile_every", "7d"), "reconcile_every", where, allow_never=True)
     preserve = _table_refs(data.get("preserve"), "preserve", where)
     exclude = _table_refs(data.get("exclude"), "exclude", where)
     both = sorted(set(preserve) & set(exclude))
@@ -162,6 +203,10 @@ def parse_config(data: Any, where: str = "config") -> SyncConfig:
         retry_delay_seconds=float(delay),
         mode=mode,
         table_modes=table_modes,
+        incremental_column=column,
+        table_columns=table_columns,
+        incremental_overlap=overlap or timedelta(0),
+        reconcile_every=reconcile,
         source=where,
     )
 

@@ -12,21 +12,15 @@ import psycopg
 from psycopg import sql
 
 from sync_assets import catalog as catalog_mod
+from sync_assets import incremental
 from sync_assets.config import SyncConfig
 from sync_assets.connections import Endpoint, refuse_same_database, same_database_message, server_identity
 from sync_assets.errors import BusyError, SyncError
-from sync_assets.extract import (
-    BOOKKEEPING_SCHEMA,
-    SHADOW_PREFIX,
-    CopyStats,
-    begin_snapshot,
-    export_snapshot,
-    extract,
-    shadow_name,
-)
+from sync_assets.extract import CopyStats, begin_snapshot, export_snapshot, extract
 from sync_assets.outside import OrphanBackup
 from sync_assets.plan import SyncPlan, TableKey, build_plan
-from sync_assets.swap import TableChanges, swap
+from sync_assets.shadows import BOOKKEEPING_SCHEMA, SHADOW_PREFIX, ShadowName, key_shadow_name, shadow_name
+from sync_assets.swap import SwapResult, TableChanges, swap
 
 # One sync at a time per staging database: a session-level advisory lock, released if the process dies.
 ADVISORY_LOCK_KEY = 0x5359_4E43_4153_5354  # "SYNCASST"
@@ -47,6 +41,8 @@ class TableResult:
     binary: bool
     replaced_whole: bool
     notes: tuple[str, ...] = ()
+    read_rows: int = -1  # rows read from production: fewer than production_rows when only changes were read
+    mode: str = "mirror"
 
 
 @dataclass
@@ -81,7 +77,7 @@ def ensure_bookkeeping_schema(conn: psycopg.Connection) -> bool:
         ) from None
 
 
-def drop_shadows(conn: psycopg.Connection, only: list[sql.Identifier] | None = None) -> int:
+def drop_shadows(conn: psycopg.Connection, only: list[ShadowName] | None = None) -> int:
     """Drop this run's shadows, or (only=None) every leftover of an interrupted run."""
     if only is None:
         rows = conn.execute(
@@ -89,9 +85,9 @@ def drop_shadows(conn: psycopg.Connection, only: list[sql.Identifier] | None = N
             " WHERE n.nspname = %s AND c.relkind = 'r' AND starts_with(c.relname, %s)",
             (BOOKKEEPING_SCHEMA, SHADOW_PREFIX),
         ).fetchall()
-        only = [sql.Identifier(BOOKKEEPING_SCHEMA, r[0]) for r in rows]
+        only = [ShadowName(r[0]) for r in rows]
     for ident in only:
-        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(ident))
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}, {}").format(ident, key_shadow_name(ident)))
     return len(only)
 
 
@@ -124,18 +120,21 @@ def run_sync(
     selection: set[TableKey] | None = None,
     log: Log = _default_log,
     dry_run: bool = False,
+    reconcile: bool = False,
 ) -> SyncResult:
     """Sync the selected tables (None: all) from production into staging, atomically.
 
     dry_run does everything but the COMMIT, and counts the rows it would insert instead of inserting
     them (an INSERT would draw staging's own sequences, which no ROLLBACK gives back): the rest of the
     swap runs and is rolled back, and staging is left as it was, sequences included.
+
+    reconcile reads incremental tables whole (and compares every row) instead of from their watermark.
     """
     started = time.monotonic()
     run_id = uuid.uuid4().hex
     result = SyncResult(run_id=run_id, dry_run=dry_run)
     prod, control = connect_both(source, target)
-    shadows: dict[TableKey, sql.Identifier] = {}
+    shadows: dict[TableKey, ShadowName] = {}
     created_schema = False
     try:
         if control.info.server_version >= 140000:
@@ -148,11 +147,16 @@ def run_sync(
         if leftovers:
             log(f"removed {leftovers} shadow table(s) left by an interrupted run")
 
+        # Listed before the snapshot is taken: the watermark rests on it (see incremental.py).
+        production_id = incremental.production_identity(prod)
+        observation = incremental.observe(prod, production_id, incremental.load_observation(control, production_id))
         begin_snapshot(prod)
         snapshot_id = export_snapshot(prod) if config.workers > 1 else None
         production = catalog_mod.introspect(prod, config.schemas)
         staging = catalog_mod.introspect(control, None)
         plan = build_plan(production, staging, config, selection)
+        states = incremental.load_states(control)
+        plan = incremental.plan_reads(plan, states, observation, config, reconcile)
         result.plan = plan
         for note in plan.notes:
             log(note)
@@ -169,7 +173,12 @@ def run_sync(
         prod.execute("COMMIT")
 
         swap_started = time.monotonic()
-        swapped = swap(control, plan, shadows, config.orphans, config.lock_timeout, run_id, log, dry_run)
+
+        def bookkeeping(cur: psycopg.Cursor, swapped: SwapResult) -> None:
+            counts = {k: (copied[k].rows, swapped.staging_rows[k]) for k in copied}
+            incremental.record(cur, plan, observation, states, counts, run_id, log)
+
+        swapped = swap(control, plan, shadows, config.orphans, config.lock_timeout, run_id, log, dry_run, bookkeeping)
         result.swap_seconds = time.monotonic() - swap_started
         result.orphans = swapped.orphans
         result.sequences = swapped.sequences
@@ -191,6 +200,8 @@ def run_sync(
                 binary=tp.binary,
                 replaced_whole=changes.replaced_whole,
                 notes=tp.notes,
+                read_rows=stats.read_rows,
+                mode=tp.mode,
             )
     finally:
         try:

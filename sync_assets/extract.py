@@ -17,9 +17,9 @@ from psycopg import pq, sql
 from sync_assets.connections import Endpoint
 from sync_assets.errors import about_table
 from sync_assets.plan import TableKey, TablePlan
+from sync_assets.shadows import create_shadow, key_shadow_name
+from sync_assets.sqlparts import cols
 
-BOOKKEEPING_SCHEMA = "sync_assets"
-SHADOW_PREFIX = "shadow_"
 PROGRESS_INTERVAL_SECONDS = 10.0
 
 # Text COPY and text comparisons depend on these; pinned on both ends so neither side's defaults change a value.
@@ -44,17 +44,18 @@ Log = Callable[[str], None]
 
 @dataclass(frozen=True)
 class CopyStats:
-    rows: int
+    rows: int  # production's rows in the snapshot
     bytes: int
     seconds: float
+    read_rows: int = -1  # rows whose values moved: fewer than `rows` when only changed rows were read
+
+    def __post_init__(self) -> None:
+        if self.read_rows < 0:
+            object.__setattr__(self, "read_rows", self.rows)
 
 
 class Cancelled(Exception):
     """Another reader failed; this one stops."""
-
-
-def shadow_name(run_tag: str, index: int) -> sql.Identifier:
-    return sql.Identifier(BOOKKEEPING_SCHEMA, f"{SHADOW_PREFIX}{run_tag}_{index}")
 
 
 def begin_snapshot(conn: psycopg.Connection) -> None:
@@ -76,13 +77,6 @@ def export_snapshot(conn: psycopg.Connection) -> str | None:
 def prepare_session(conn: psycopg.Connection) -> None:
     for stmt in SESSION_SETTINGS:
         conn.execute(stmt)
-
-
-def create_shadow(conn: psycopg.Connection, plan: TablePlan, shadow: sql.Identifier) -> None:
-    """An unlogged, constraint-free table with exactly staging's types for the copied columns."""
-    cols = sql.SQL(", ").join(sql.Identifier(c) for c in plan.columns)
-    target = sql.Identifier(plan.target.schema, plan.target.name)
-    conn.execute(sql.SQL("CREATE UNLOGGED TABLE {} AS SELECT {} FROM {} WITH NO DATA").format(shadow, cols, target))
 
 
 # Bytes gathered before each write to staging: big enough that libpq sends full packets.
@@ -153,24 +147,26 @@ def _end(pgconn: pq.abc.PGconn, error: bytes | None, cancelled: threading.Event 
     _flush(pgconn, cancelled)
 
 
-def copy_table(
+def copy_rows(
     source: psycopg.Connection,
     target: psycopg.Connection,
-    plan: TablePlan,
+    query: sql.Composable,
     shadow: sql.Identifier,
+    columns: tuple[str, ...],
+    binary: bool,
+    label: str,
     log: Log,
     cancelled: threading.Event | None = None,
 ) -> CopyStats:
-    """Pipe COPY TO STDOUT from production into COPY FROM STDIN of the shadow: bytes only, no rows.
+    """Pipe COPY (query) TO STDOUT from production into COPY FROM STDIN of the shadow: bytes only, no rows.
 
     psycopg's Copy object costs about a microsecond of Python per row; its libpq layer (psycopg.pq)
     moves the same bytes as fast as a psql pipe, so the loop talks to libpq directly. The connections
     stay non-blocking and every wait happens in select(), outside the GIL.
     """
-    cols = sql.SQL(", ").join(sql.Identifier(c) for c in plan.columns)
-    fmt = sql.SQL("BINARY" if plan.binary else "TEXT")
-    out_stmt = sql.SQL("COPY (SELECT {} FROM {}) TO STDOUT (FORMAT {})").format(cols, plan.source.relation(), fmt)
-    in_stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT {})").format(shadow, cols, fmt)
+    fmt = sql.SQL("BINARY" if binary else "TEXT")
+    out_stmt = sql.SQL("COPY ({}) TO STDOUT (FORMAT {})").format(query, fmt)
+    in_stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT {})").format(shadow, cols(columns), fmt)
     src, dst = source.pgconn, target.pgconn
     started = last_report = time.monotonic()
     nbytes = messages = 0
@@ -194,11 +190,11 @@ def copy_table(
                 nbytes += len(buffer)
                 buffer = bytearray()
                 if cancelled is not None and cancelled.is_set():
-                    raise Cancelled(plan.qualified)
+                    raise Cancelled(label)
                 now = time.monotonic()
                 if now - last_report >= PROGRESS_INTERVAL_SECONDS:
                     last_report = now
-                    log(f"copying {plan.qualified}: {messages:,} rows, {nbytes / 1e6:,.1f} MB so far")
+                    log(f"copying {label}: {messages:,} rows, {nbytes / 1e6:,.1f} MB so far")
         _finish_copy(source, cancelled)
         if buffer:
             _put(dst, buffer, cancelled)
@@ -211,6 +207,66 @@ def copy_table(
     _end(dst, None, cancelled)
     rows = _finish_copy(target, cancelled)
     return CopyStats(rows=rows, bytes=nbytes, seconds=time.monotonic() - started)
+
+
+def changed_since(plan: TablePlan) -> sql.Composable:
+    """WHERE clause of a partial read: rows changed since the table's watermark (minus the overlap).
+
+    A NULL in the column says nothing about when the row changed, so such rows are always read."""
+    assert plan.incremental_column is not None and plan.since is not None
+    column = sql.Identifier(plan.incremental_column)
+    recent = sql.SQL("{} >= {}").format(column, sql.Literal(plan.since))
+    source_column = plan.source.column(plan.incremental_column)
+    if source_column is not None and source_column.not_null:
+        return recent
+    return sql.SQL("{} OR {} IS NULL").format(recent, column)
+
+
+def copy_table(
+    source: psycopg.Connection,
+    target: psycopg.Connection,
+    plan: TablePlan,
+    shadow: sql.Identifier,
+    log: Log,
+    cancelled: threading.Event | None = None,
+) -> CopyStats:
+    """Fill the table's shadow from the snapshot: every row, or (partial) the changed rows plus all keys."""
+    rel = plan.source.relation()
+    every_row = sql.SQL("SELECT {} FROM {}").format(cols(plan.columns), rel)
+    create_shadow(target, plan, shadow)
+    if not plan.partial:
+        return copy_rows(source, target, every_row, shadow, plan.columns, plan.binary, plan.qualified, log, cancelled)
+    changed = copy_rows(
+        source,
+        target,
+        sql.SQL("{} WHERE {}").format(every_row, changed_since(plan)),
+        shadow,
+        plan.columns,
+        plan.binary,
+        plan.qualified,
+        log,
+        cancelled,
+    )
+    keys = key_shadow_name(shadow)
+    create_shadow(target, plan, keys, plan.key)
+    every = copy_rows(
+        source,
+        target,
+        sql.SQL("SELECT {} FROM {}").format(cols(plan.key), rel),
+        keys,
+        plan.key,
+        plan.binary,
+        f"the keys of {plan.qualified}",
+        log,
+        cancelled,
+    )
+    target.execute(sql.SQL("ANALYZE {}").format(keys))
+    return CopyStats(
+        rows=every.rows,
+        bytes=changed.bytes + every.bytes,
+        seconds=changed.seconds + every.seconds,
+        read_rows=changed.rows,
+    )
 
 
 def extract(
@@ -243,13 +299,16 @@ def extract(
                 plan = queue.pop(0)
             shadow = shadows[plan.table_key]
             with about_table("copying", plan.qualified):
-                create_shadow(writer, plan, shadow)
                 result = copy_table(reader, writer, plan, shadow, log, cancelled)
                 writer.execute(sql.SQL("ANALYZE {}").format(shadow))
             with lock:
                 stats[plan.table_key] = result
+            what = f"{result.rows:,} rows"
+            if plan.partial:
+                since = f"{plan.since:%Y-%m-%d %H:%M:%S%z}"
+                what = f"{result.read_rows:,} rows changed since {since}, and the keys of {what}"
             log(
-                f"copied {plan.qualified}: {result.rows:,} rows, {result.bytes / 1e6:,.1f} MB in "
+                f"copied {plan.qualified}: {what}, {result.bytes / 1e6:,.1f} MB in "
                 f"{result.seconds:.2f}s ({'binary' if plan.binary else 'text'})"
             )
 

@@ -22,6 +22,7 @@ from sync_assets.catalog import ForeignKey, Table
 from sync_assets.errors import OrphanError, SelectionError, about_table
 from sync_assets.graph import fk_order
 from sync_assets.plan import Reference, SyncPlan, TableKey, qualified
+from sync_assets.shadows import snapshot_rows
 from sync_assets.sqlparts import asset_paths, cols, fmt_sample, ident, match, not_null
 from sync_assets.verify import count_orphans, orphan_condition
 
@@ -194,7 +195,8 @@ def handle_children_outside(
         tp = plan.table(ref.fk.ref)
         if not tp.deletes or not set(ref.fk.ref_columns) <= set(tp.columns):
             continue  # merge removes no row: nothing outside loses its parent
-        counted = count_orphans(cur, ref.table.relation(), ref.fk, shadows[tp.table_key])
+        remaining = snapshot_rows(tp, shadows[tp.table_key], ref.fk.ref_columns)
+        counted = count_orphans(cur, ref.table.relation(), ref.fk, remaining)
         if not counted.rows:
             continue
         sample = fmt_sample(list(counted.sample))
@@ -202,7 +204,7 @@ def handle_children_outside(
             stuck.append((ref, tp.qualified, counted.rows, sample))
             continue
         reason = f"{ref.fk.name}: referenced {tp.qualified} rows that production no longer has"
-        affected(ref, tp.table_key, reason, orphan_condition(ref.fk, shadows[tp.table_key]))
+        affected(ref, tp.table_key, reason, orphan_condition(ref.fk, remaining))
         samples.setdefault(ref.table.key, f"{', '.join(ref.fk.columns)} = {sample}")
     if stuck:
         unselected = [r.table.key for r, *_ in stuck if r.role == "unselected"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 from sync_assets.catalog import Catalog, Column, ForeignKey, OwnedSequence, Table
 from sync_assets.config import SyncConfig, TableRef
@@ -157,10 +158,18 @@ class TablePlan:
     # first, and linked once every table of the run has its new rows.
     deferred_columns: tuple[str, ...] = ()
     mode: str = "mirror"  # merge: rows production no longer has stay in staging
+    incremental_column: str | None = None  # mode incremental: when a row last changed
+    # Mode incremental: read only rows whose column is at least this (None: read every row).
+    since: datetime | None = None
 
     @property
     def deletes(self) -> bool:
-        return self.mode == "mirror"
+        return self.mode != "merge"
+
+    @property
+    def partial(self) -> bool:
+        """Only rows changed since the watermark are read; the keys of all rows find the deletes."""
+        return self.mode == "incremental" and self.since is not None
 
     @property
     def table_key(self) -> TableKey:
@@ -289,10 +298,33 @@ def _plan_table(source: Table, target: Table | None, staging: Catalog, prod_enum
     )
 
 
-def _with_mode(tp: TablePlan, explicit: str | None, config: SyncConfig) -> TablePlan:
-    """Merge needs a key to tell new rows from existing ones: asked for by name, its absence is an error;
-    by the global default, the table stays in mirror mode (replaced whole), and the plan says so."""
+# What an incremental column may be: compared with a point in time.
+_CHANGE_TYPES = {"timestamp with time zone", "timestamp without time zone", "date"}
+
+
+def _incremental_problem(tp: TablePlan, column: str) -> str | None:
+    """Why the table cannot be read incrementally by this column, or None."""
+    if not tp.key:
+        return "needs a primary key (or unique NOT NULL key) to find deleted rows; it has none"
+    src = tp.source.column(column)
+    if src is None:
+        return f"has no column {column} in production to tell changed rows by"
+    if column not in tp.columns:
+        return f"does not copy its column {column} to staging"
+    split = _split_type(_underlying(src))
+    if split is None or split[0] not in _CHANGE_TYPES or split[2]:
+        return f"has column {column} of type {src.type}, not a timestamp or date"
+    return None
+
+
+def _with_mode(tp: TablePlan, explicit: str | None, column: str | None, config: SyncConfig) -> TablePlan:
+    """Merge and incremental need a key (incremental also its change column): asked for by name, their
+    absence is an error; by the global default, the table stays in mirror mode, and the plan says so."""
     mode = explicit or config.mode
+    if column is not None and mode != "incremental":
+        raise ConfigError(
+            f"'tables' sets the column of {tp.qualified}, which only mode incremental uses; its mode is {mode}"
+        )
     if mode == "merge" and not tp.key:
         if explicit:
             raise DriftError(
@@ -300,18 +332,40 @@ def _with_mode(tp: TablePlan, explicit: str | None, config: SyncConfig) -> Table
                 "new rows from existing ones; it has none"
             )
         return replace(tp, notes=(*tp.notes, "no key to merge by: synced in mirror mode (replaced whole)"))
+    if mode == "incremental":
+        named = explicit is not None or column is not None
+        column = column or config.incremental_column
+        problem = _incremental_problem(tp, column)
+        if problem is not None:
+            if named:
+                raise DriftError(f"{tp.qualified} is set to mode incremental, but it {problem}")
+            return replace(tp, notes=(*tp.notes, f"not incremental: it {problem}; synced in mirror mode"))
+        return replace(tp, mode=mode, incremental_column=column)
     return replace(tp, mode=mode)
+
+
+def _per_table(
+    catalog: Catalog, config: SyncConfig, roles: Roles, settings: tuple[tuple[TableRef, str], ...], what: str
+) -> dict[TableKey, str]:
+    out = {}
+    for ref, value in settings:
+        key = _resolve(ref, catalog, config, "tables")
+        if key not in roles.synced:
+            raise ConfigError(
+                f"'tables' sets the {what} of {qualified(key)}, which is preserved or excluded, not synced"
+            )
+        out[key] = value
+    return out
 
 
 def resolve_modes(catalog: Catalog, config: SyncConfig, roles: Roles) -> dict[TableKey, str]:
     """The tables whose mode differs from the config's default `mode`."""
-    modes = {}
-    for ref, mode in config.table_modes:
-        key = _resolve(ref, catalog, config, "tables")
-        if key not in roles.synced:
-            raise ConfigError(f"'tables' sets the mode of {qualified(key)}, which is preserved or excluded, not synced")
-        modes[key] = mode
-    return modes
+    return _per_table(catalog, config, roles, config.table_modes, "mode")
+
+
+def resolve_columns(catalog: Catalog, config: SyncConfig, roles: Roles) -> dict[TableKey, str]:
+    """The tables whose incremental column differs from the config's `incremental_column`."""
+    return _per_table(catalog, config, roles, config.table_columns, "column")
 
 
 def build_plan(
@@ -338,8 +392,14 @@ def build_plan(
         raise SelectionError(f"cannot sync {qualified(key)}: it {why} (reload the code location if the config changed)")
     run = [k for k in roles.synced if k in selection]
     modes = resolve_modes(production, config, roles)
+    columns = resolve_columns(production, config, roles)
     tables = tuple(
-        _with_mode(_plan_table(production.tables[k], staging.get(*k), staging, production.enums), modes.get(k), config)
+        _with_mode(
+            _plan_table(production.tables[k], staging.get(*k), staging, production.enums),
+            modes.get(k),
+            columns.get(k),
+            config,
+        )
         for k in run
     )
     by_key = {tp.table_key: tp for tp in tables}

@@ -28,7 +28,8 @@ from sync_assets.errors import TableFailure, about_table
 from sync_assets.extract import SESSION_SETTINGS
 from sync_assets.outside import OrphanBackup, check_parents_outside, handle_children_outside
 from sync_assets.plan import SyncPlan, TableKey, TablePlan
-from sync_assets.sqlparts import as_text, cols, ident, match
+from sync_assets.shadows import key_shadow_name, snapshot_rows
+from sync_assets.sqlparts import as_text, cols, ident, match, not_null
 
 Log = Callable[[str], None]
 
@@ -94,12 +95,15 @@ class _Diff:
 def _compute_diff(cur: psycopg.Cursor, tp: TablePlan, shadow: sql.Identifier, index: str) -> _Diff:
     rel = tp.target.relation()
     cur.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(rel))
-    if not cur.fetchone()[0]:
+    if not cur.fetchone()[0] and not tp.partial:
         return _Diff(None, tp.key)
     marks = sql.Identifier(f"sync_diff_{index}")
     # Only what an UPDATE can write: a column it may not set (identity ALWAYS) would look changed forever.
     settable = (set(tp.update_columns) | set(tp.key_text_columns)) - set(tp.deferred_columns)
     compared = tuple(c for c in (*tp.key_text_columns, *tp.exact_columns, *tp.text_columns) if c in settable)
+    if tp.partial:
+        _compute_partial_diff(cur, tp, shadow, marks, _changed(tp, compared))
+        return _Diff(marks, tp.key)
     # A NULL ctid means "no such row on that side" (a key column may be NULL in staging's own rows).
     cur.execute(
         sql.SQL(
@@ -123,6 +127,34 @@ def _compute_diff(cur: psycopg.Cursor, tp: TablePlan, shadow: sql.Identifier, in
     )
     cur.execute(sql.SQL("ANALYZE {}").format(marks))
     return _Diff(marks, tp.key)
+
+
+def _compute_partial_diff(
+    cur: psycopg.Cursor, tp: TablePlan, shadow: sql.Identifier, marks: sql.Identifier, changed: sql.Composable
+) -> None:
+    """The diff of a table read partly: changed rows come from the shadow, deletes from the keys of all
+    production rows; staging's other rows are left alone, unread."""
+    cur.execute(
+        sql.SQL(
+            "CREATE TEMP TABLE {marks} ON COMMIT DROP AS"
+            " SELECT {skeys}, CASE WHEN t.ctid IS NULL THEN 'i' ELSE 'u' END AS sync_op"
+            " FROM {shadow} s LEFT JOIN {rel} t ON {match} WHERE t.ctid IS NULL OR ({changed})"
+            " UNION ALL SELECT {tkeys}, 'd' FROM {rel} t"
+            " WHERE {nn} AND NOT EXISTS (SELECT 1 FROM {keys} k WHERE {kmatch})"
+        ).format(
+            marks=marks,
+            skeys=cols(tp.key, "s"),
+            tkeys=cols(tp.key, "t"),
+            shadow=shadow,
+            rel=tp.target.relation(),
+            match=match("s", tp.key, "t", tp.key),
+            changed=changed,
+            nn=not_null("t", tp.key),
+            keys=key_shadow_name(shadow),
+            kmatch=match("k", tp.key, "t", tp.key),
+        )
+    )
+    cur.execute(sql.SQL("ANALYZE {}").format(marks))
 
 
 def _insert_new(
@@ -257,7 +289,7 @@ def _unlink_removed(cur: psycopg.Cursor, tp: TablePlan, shadow: sql.Identifier) 
         ).format(
             rel=tp.target.relation(),
             nulls=sql.SQL(", ").join(sql.SQL("{} = NULL").format(sql.Identifier(c)) for c in tp.deferred_columns),
-            shadow=shadow,
+            shadow=snapshot_rows(tp, shadow, tp.key),
             match=match("t", tp.key, "s", tp.key),
             any_set=sql.SQL(" OR ").join(
                 sql.SQL("{} IS NOT NULL").format(sql.Identifier("t", c)) for c in tp.deferred_columns
@@ -397,8 +429,11 @@ def swap(
     run_id: str,
     log: Log,
     dry_run: bool = False,
+    before_commit: Callable[[psycopg.Cursor, SwapResult], None] | None = None,
 ) -> SwapResult:
-    """Run the whole swap in ONE transaction on `conn` and commit it (dry_run: roll it back)."""
+    """Run the whole swap in ONE transaction on `conn` and commit it (dry_run: roll it back).
+
+    before_commit writes the run's bookkeeping in the same transaction, so it lands with the rows or not at all."""
     assert _LOCK_TIMEOUT.match(lock_timeout), lock_timeout
     result = SwapResult()
     with conn.transaction():
@@ -421,6 +456,8 @@ def swap(
                 cur.execute(sql.SQL("SELECT count(*) FROM {}").format(tp.target.relation()))
                 result.staging_rows[tp.table_key] = int(cur.fetchone()[0])
             result.sequences = advance_sequences(cur, plan, shadows, apply=not dry_run)
+            if before_commit is not None:
+                before_commit(cur, result)
         if dry_run:
             raise psycopg.Rollback()
     return result

@@ -1,0 +1,310 @@
+"""Incremental mode's memory: per table, the watermark its next run reads from; per production database,
+which transactions were open when the last run took its snapshot.
+
+Why the watermark is not simply the newest change time the run saw: a transaction that began before
+the snapshot, set `updated_at = now()` (its *start* time) and committed after the snapshot is invisible
+to the run, yet its rows carry a time older than rows the run did see. The next run must still read
+them. So just before taking its snapshot, a run lists production's open transactions (pg_locks shows
+every one of them to any role, even those that have not written anything yet), and the watermark is the
+earliest of: the moment of that listing, and the start of every transaction open then. A row the
+snapshot misses was written by a transaction open at the listing or begun after it, so its change
+time, when production's clock sets it (now(), clock_timestamp(), a trigger), is at least the watermark.
+The configured overlap is read on top, for clients that set the column from their own clocks.
+
+PostgreSQL shows a transaction's start (pg_stat_activity.xact_start) only to its own role and to roles
+with pg_read_all_stats. For the others, the run uses a bound it can prove: a transaction not open at
+the previous run's listing began after that listing; one that was open then keeps the bound recorded
+then. When no bound is known (the first run sees a stranger's transaction), the next run reads the
+table whole, and the log says why.
+
+Both records live in the bookkeeping schema and are written inside the swap transaction, so a run that
+fails or is rolled back (a dry run) leaves them as they were.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+import psycopg
+from psycopg import sql
+
+from sync_assets.config import SyncConfig
+from sync_assets.connections import server_identity
+from sync_assets.plan import SyncPlan, TableKey, qualified
+from sync_assets.shadows import BOOKKEEPING_SCHEMA
+
+STATE_TABLE = sql.Identifier(BOOKKEEPING_SCHEMA, "incremental_state")
+OBSERVATION_TABLE = sql.Identifier(BOOKKEEPING_SCHEMA, "open_transactions")
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class OpenTransaction:
+    ident: str  # "vxid 4/2 pid 3744", or "prepared <gid>"
+    started: datetime | None  # its start, or the earliest it can have started; None: unknown
+    seen_start: bool = False  # started is the transaction's own xact_start
+
+
+@dataclass(frozen=True)
+class Observation:
+    """Production's open transactions, listed just before a run's snapshot."""
+
+    production: str
+    at: datetime  # production's clock at the listing
+    open: tuple[OpenTransaction, ...]
+
+    @property
+    def watermark(self) -> datetime | None:
+        """Every row the snapshot misses changed at or after this; None when that cannot be proven."""
+        if any(t.started is None for t in self.open):
+            return None
+        return min([self.at, *(t.started for t in self.open if t.started is not None)])
+
+    def holding_back(self) -> str | None:
+        """Which open transaction keeps the watermark before the listing, in words (for the log)."""
+        unknown = [t for t in self.open if t.started is None]
+        if unknown:
+            return (
+                f"{len(unknown)} production transaction(s) of unknown age were open ({unknown[0].ident}); grant "
+                "the production role pg_read_all_stats to see when they began"
+            )
+        oldest = min(self.open, key=lambda t: t.started or self.at, default=None)
+        if oldest is None or oldest.started is None or oldest.started >= self.at:
+            return None
+        since = "open since" if oldest.seen_start else "possibly open since"
+        return f"production transaction {oldest.ident} was {since} {oldest.started:%Y-%m-%d %H:%M:%S%z}"
+
+
+@dataclass(frozen=True)
+class TableState:
+    column: str
+    production: str
+    watermark: datetime | None
+    reconciled_at: datetime
+    note: str | None
+
+
+def production_identity(conn: psycopg.Connection) -> str:
+    """Names the production database across restarts (unlike the check that refuses same-DB runs)."""
+    system, dbname, oid, _started = server_identity(conn)
+    return f"{system}/{dbname}/{oid}"
+
+
+# Every open transaction of this database: each holds the lock on its own virtual transaction id from
+# its first statement on. Prepared transactions have no session; they are listed after the sessions,
+# so one that prepares meanwhile is seen in one list or the other.
+_OPEN_TRANSACTIONS = """
+SELECT 'vxid ' || l.virtualxid || ' pid ' || l.pid, a.xact_start, statement_timestamp()
+  FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+ WHERE l.locktype = 'virtualxid' AND l.virtualxid = l.virtualtransaction AND l.granted
+   AND a.datid = (SELECT oid FROM pg_database WHERE datname = current_database())
+   AND l.pid <> pg_backend_pid()
+UNION ALL
+SELECT 'prepared ' || p.gid || ' xid ' || p.transaction, NULL, statement_timestamp()
+  FROM pg_prepared_xacts p WHERE p.database = current_database()
+UNION ALL
+SELECT NULL, NULL, statement_timestamp()
+"""
+
+
+def observe(conn: psycopg.Connection, production: str, previous: Observation | None) -> Observation | None:
+    """List production's open transactions now (call it before taking the snapshot), with start bounds.
+
+    None when the role may not read the lists: incremental tables are then read whole."""
+    try:
+        rows = conn.execute(_OPEN_TRANSACTIONS).fetchall()
+    except psycopg.errors.InsufficientPrivilege:
+        return None
+    at = rows[0][2]
+    if previous is not None and previous.production != production:
+        previous = None
+    carried = {t.ident: t.started for t in previous.open} if previous is not None else {}
+    found = []
+    for ident, xact_start, _ in rows:
+        if ident is None:
+            continue
+        if xact_start is not None:
+            found.append(OpenTransaction(ident, xact_start, seen_start=True))
+        elif ident in carried:
+            found.append(OpenTransaction(ident, carried[ident]))
+        else:
+            # Not open at the previous listing, so it began after it; no previous listing: unknown.
+            found.append(OpenTransaction(ident, previous.at if previous is not None else None))
+    return Observation(production, at, tuple(found))
+
+
+def _exists(conn: psycopg.Connection | psycopg.Cursor, table: sql.Identifier) -> bool:
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table.as_string(conn),)).fetchone()
+    return bool(row and row[0])
+
+
+def load_observation(conn: psycopg.Connection, production: str) -> Observation | None:
+    if not _exists(conn, OBSERVATION_TABLE):
+        return None
+    row = conn.execute(
+        sql.SQL("SELECT observed_at, open FROM {} WHERE production = %s").format(OBSERVATION_TABLE), (production,)
+    ).fetchone()
+    if row is None:
+        return None
+    listed = tuple(
+        OpenTransaction(t["ident"], datetime.fromisoformat(t["started"]) if t["started"] else None) for t in row[1]
+    )
+    return Observation(production, row[0], listed)
+
+
+def load_states(conn: psycopg.Connection) -> dict[TableKey, TableState]:
+    if not _exists(conn, STATE_TABLE):
+        return {}
+    rows = conn.execute(
+        sql.SQL(
+            "SELECT table_schema, table_name, column_name, production, watermark, reconciled_at, note FROM {}"
+        ).format(STATE_TABLE)
+    ).fetchall()
+    return {(r[0], r[1]): TableState(*r[2:]) for r in rows}
+
+
+def _full_read_reason(
+    state: TableState | None, column: str, observation: Observation, config: SyncConfig, reconcile: bool
+) -> str | None:
+    """Why an incremental table must be read whole this time, or None when its watermark holds."""
+    if reconcile:
+        return "full reconciliation asked for"
+    if state is None:
+        return "first incremental run"
+    if state.production != observation.production:
+        return "production is another database than at the last run"
+    if state.column != column:
+        return f"the change column was {state.column} at the last run"
+    if state.watermark is None:
+        return state.note or "the last run could not prove a watermark"
+    if config.reconcile_every is not None and observation.at - state.reconciled_at >= config.reconcile_every:
+        return f"last read whole at {state.reconciled_at:%Y-%m-%d %H:%M%z} (reconcile_every)"
+    return None
+
+
+def plan_reads(
+    plan: SyncPlan,
+    states: dict[TableKey, TableState],
+    observation: Observation | None,
+    config: SyncConfig,
+    reconcile: bool,
+) -> SyncPlan:
+    """Set, per incremental table, from when its rows are read (or that it is read whole, and why)."""
+    tables = []
+    for tp in plan.tables:
+        if tp.mode != "incremental" or tp.incremental_column is None:
+            tables.append(tp)
+            continue
+        state = states.get(tp.table_key)
+        if observation is None:
+            reason: str | None = "the production role may not list open transactions (pg_locks)"
+        else:
+            reason = _full_read_reason(state, tp.incremental_column, observation, config, reconcile)
+        if reason is not None or state is None or state.watermark is None:
+            tables.append(replace(tp, since=None, notes=(*tp.notes, f"read whole: {reason}")))
+            continue
+        since = state.watermark - config.incremental_overlap
+        note = f"reading rows with {tp.incremental_column} >= {since:%Y-%m-%d %H:%M:%S%z} and the keys of all rows"
+        tables.append(replace(tp, since=since, notes=(*tp.notes, note)))
+    return replace(plan, tables=tuple(tables))
+
+
+_CREATE_STATE = """
+CREATE TABLE IF NOT EXISTS {state} (
+    table_schema text NOT NULL,
+    table_name text NOT NULL,
+    column_name text NOT NULL,
+    production text NOT NULL,
+    watermark timestamptz,
+    reconciled_at timestamptz NOT NULL,
+    note text,
+    run_id text NOT NULL,
+    recorded_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (table_schema, table_name)
+);
+CREATE TABLE IF NOT EXISTS {observations} (
+    production text PRIMARY KEY,
+    observed_at timestamptz NOT NULL,
+    open jsonb NOT NULL,
+    run_id text NOT NULL
+)
+"""
+
+
+def record(
+    cur: psycopg.Cursor,
+    plan: SyncPlan,
+    observation: Observation | None,
+    states: dict[TableKey, TableState],
+    counts: dict[TableKey, tuple[int, int]],
+    run_id: str,
+    log: Log,
+) -> None:
+    """Inside the swap transaction: the new watermark of each incremental table of the run, and the
+    listing it rests on; tables of the run in other modes forget theirs (a later switch back to
+    incremental then starts with a whole read). counts: (production, staging) rows per table."""
+    incremental = [tp for tp in plan.tables if tp.mode == "incremental"]
+    if not incremental or observation is None:
+        if _exists(cur, STATE_TABLE):
+            for tp in plan.tables:
+                cur.execute(
+                    sql.SQL("DELETE FROM {} WHERE table_schema = %s AND table_name = %s").format(STATE_TABLE),
+                    tp.table_key,
+                )
+        return
+    cur.execute(sql.SQL(_CREATE_STATE).format(state=STATE_TABLE, observations=OBSERVATION_TABLE))
+    for tp in plan.tables:
+        if tp.mode != "incremental":
+            cur.execute(
+                sql.SQL("DELETE FROM {} WHERE table_schema = %s AND table_name = %s").format(STATE_TABLE),
+                tp.table_key,
+            )
+            continue
+        watermark, note = observation.watermark, None
+        if watermark is None:
+            note = observation.holding_back()
+        production_rows, staging_rows = counts[tp.table_key]
+        if tp.partial and production_rows != staging_rows:
+            # Staging's table did not hold the last run's state: something else changed it.
+            watermark = None
+            note = (
+                f"after reading only changed rows, staging had {staging_rows:,} rows and production "
+                f"{production_rows:,}: staging's table was changed outside the sync"
+            )
+            log(f"{tp.qualified}: {note}; the next run reads it whole")
+        previous = states.get(tp.table_key)
+        reconciled = previous.reconciled_at if tp.partial and previous is not None else observation.at
+        cur.execute(
+            sql.SQL(
+                "INSERT INTO {} (table_schema, table_name, column_name, production, watermark, reconciled_at, note,"
+                " run_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (table_schema, table_name) DO UPDATE"
+                " SET column_name = excluded.column_name, production = excluded.production,"
+                " watermark = excluded.watermark, reconciled_at = excluded.reconciled_at, note = excluded.note,"
+                " run_id = excluded.run_id, recorded_at = now()"
+            ).format(STATE_TABLE),
+            (
+                *tp.table_key,
+                tp.incremental_column,
+                observation.production,
+                watermark,
+                reconciled,
+                note,
+                run_id,
+            ),
+        )
+    listed = [{"ident": t.ident, "started": t.started.isoformat() if t.started else None} for t in observation.open]
+    cur.execute(
+        sql.SQL(
+            "INSERT INTO {} (production, observed_at, open, run_id) VALUES (%s, %s, %s, %s) ON CONFLICT (production)"
+            " DO UPDATE SET observed_at = excluded.observed_at, open = excluded.open, run_id = excluded.run_id"
+        ).format(OBSERVATION_TABLE),
+        (observation.production, observation.at, json.dumps(listed), run_id),
+    )
+    held = observation.holding_back()
+    if held:
+        names = ", ".join(qualified(tp.table_key) for tp in incremental)
+        log(f"incremental watermark of {names} held back: {held}")

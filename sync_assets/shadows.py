@@ -1,0 +1,78 @@
+"""Shadow tables: where a run lands production's rows in staging before the swap.
+
+A shadow is an unlogged, constraint-free table in the bookkeeping schema with staging's types. A table
+in incremental mode read only partly (rows changed since its watermark) has a second shadow holding
+the keys of every production row, so deletes are found without moving whole rows.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import psycopg
+from psycopg import sql
+
+from sync_assets.sqlparts import cols, match
+
+if TYPE_CHECKING:
+    from sync_assets.plan import TablePlan
+
+BOOKKEEPING_SCHEMA = "sync_assets"
+SHADOW_PREFIX = "shadow_"
+KEYS_SUFFIX = "_keys"
+
+
+class ShadowName(sql.Identifier):
+    """A shadow's qualified name that still knows its parts (sql.Identifier keeps them private)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(BOOKKEEPING_SCHEMA, name)
+        self.name = name
+
+
+def shadow_name(run_tag: str, index: int) -> ShadowName:
+    return ShadowName(f"{SHADOW_PREFIX}{run_tag}_{index}")
+
+
+def key_shadow_name(shadow: sql.Identifier) -> sql.Identifier:
+    """The keys-only companion of a shadow."""
+    assert isinstance(shadow, ShadowName), shadow
+    return ShadowName(shadow.name + KEYS_SUFFIX)
+
+
+def create_shadow(
+    conn: psycopg.Connection, plan: TablePlan, shadow: sql.Identifier, columns: tuple[str, ...] | None = None
+) -> None:
+    """An unlogged, constraint-free table with exactly staging's types for the copied columns."""
+    target = sql.Identifier(plan.target.schema, plan.target.name)
+    conn.execute(
+        sql.SQL("CREATE UNLOGGED TABLE {} AS SELECT {} FROM {} WITH NO DATA").format(
+            shadow, cols(columns or plan.columns), target
+        )
+    )
+
+
+def snapshot_rows(plan: TablePlan, shadow: sql.Identifier, columns: tuple[str, ...]) -> sql.Composable:
+    """A relation (for FROM) holding these columns of every row the snapshot has.
+
+    Fully read, that is the shadow. Partly read, it is the changed rows from the shadow plus staging's
+    rows that are neither changed nor deleted: staging held the watermark's state of the rest.
+    """
+    if not plan.partial:
+        return shadow
+    keys = key_shadow_name(shadow)
+    if set(columns) <= set(plan.key):
+        return keys
+    return sql.SQL(
+        "(SELECT {cols} FROM {shadow} UNION ALL SELECT {tcols} FROM {rel} t"
+        " WHERE EXISTS (SELECT 1 FROM {keys} k WHERE {in_keys})"
+        " AND NOT EXISTS (SELECT 1 FROM {shadow} s WHERE {in_shadow}))"
+    ).format(
+        cols=cols(columns),
+        tcols=cols(columns, "t"),
+        shadow=shadow,
+        rel=plan.target.relation(),
+        keys=keys,
+        in_keys=match("k", plan.key, "t", plan.key),
+        in_shadow=match("s", plan.key, "t", plan.key),
+    )

@@ -1,0 +1,307 @@
+"""Incremental mode: only changed rows are read, deletes are found by key, late commits are not missed."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import yaml
+
+from sync_assets.config import parse_config
+from sync_assets.connections import PRODUCTION_ENV, Endpoint
+from sync_assets.engine import SyncResult, run_sync
+from sync_assets.errors import ConfigError, DriftError
+from sync_assets_tests.conftest import Pair, table_rows
+
+SCHEMA = """
+CREATE TABLE regions (
+    id int PRIMARY KEY,
+    code text NOT NULL UNIQUE,
+    name text NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE prices (
+    id bigint PRIMARY KEY,
+    region_id int REFERENCES regions (id),
+    amount numeric(10, 2),
+    updated_at timestamptz DEFAULT now()
+);
+"""
+# Production's application keeps updated_at current, as most applications do.
+TOUCH = """
+CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN NEW.updated_at := now(); RETURN NEW; END $$;
+CREATE TRIGGER regions_touch BEFORE UPDATE ON regions FOR EACH ROW EXECUTE FUNCTION touch();
+CREATE TRIGGER prices_touch BEFORE UPDATE ON prices FOR EACH ROW EXECUTE FUNCTION touch();
+"""
+DATA = """
+INSERT INTO regions SELECT i, 'R' || i, 'region ' || i, '2020-01-01' FROM generate_series(1, 20) i;
+INSERT INTO prices SELECT i, 1 + i % 20, i * 1.5, '2020-01-01' FROM generate_series(1, 198) i;
+-- a NULL says nothing about when a row changed: such rows are read every time
+INSERT INTO prices VALUES (199, 1, 1, NULL), (200, 2, 2, NULL);
+"""
+# Staging's own table, pointing at synced rows by key and by another unique column.
+STAGING_OWN = """
+CREATE TABLE quotes (
+    id serial PRIMARY KEY,
+    price_id bigint REFERENCES prices (id),
+    region_code text REFERENCES regions (code),
+    note text
+);
+"""
+CONFIG = "mode: incremental\nincremental_overlap: 0s\n"
+TABLES = ["regions", "prices"]
+
+
+@pytest.fixture
+def inc_pair(pair: Pair) -> Pair:
+    pair.run_prod(SCHEMA + TOUCH + DATA)
+    pair.run_staging(SCHEMA + STAGING_OWN)
+    return pair
+
+
+def sync(pair: Pair, config: str = CONFIG, source: Endpoint | None = None, **kwargs: object) -> SyncResult:
+    return run_sync(source or pair.source, pair.target, parse_config(yaml.safe_load(config)), **kwargs)  # type: ignore[arg-type]
+
+
+def assert_equal(pair: Pair) -> None:
+    with pair.prod() as prod, pair.staging() as staging:
+        for table in TABLES:
+            assert table_rows(staging, table) == table_rows(prod, table), table
+
+
+def counts(result: SyncResult, table: str) -> tuple[int, int, int, int, int]:
+    t = result.tables[("public", table)]
+    return t.production_rows, t.read_rows, t.inserted, t.updated, t.deleted
+
+
+def notes(result: SyncResult, table: str) -> str:
+    return " | ".join(result.tables[("public", table)].notes)
+
+
+def state(pair: Pair, table: str) -> tuple:
+    with pair.staging() as staging:
+        return staging.execute(
+            "SELECT column_name, watermark, reconciled_at, note FROM sync_assets.incremental_state"
+            " WHERE table_schema = 'public' AND table_name = %s",
+            (table,),
+        ).fetchone()
+
+
+def test_reads_only_changed_rows_and_finds_deletes_by_key(inc_pair: Pair) -> None:
+    first = sync(inc_pair)
+    assert counts(first, "prices") == (200, 200, 200, 0, 0)
+    assert "read whole: first incremental run" in notes(first, "prices")
+    assert_equal(inc_pair)
+
+    inc_pair.run_prod(
+        "UPDATE prices SET amount = amount + 1 WHERE id <= 5;"
+        "INSERT INTO prices (id, region_id, amount) VALUES (201, 3, 1), (202, 3, 2), (203, 4, 3);"
+        "DELETE FROM prices WHERE id BETWEEN 10 AND 12;"
+        "UPDATE regions SET name = 'renamed' WHERE id = 1;"
+        "UPDATE prices SET id = 500 WHERE id = 20;"  # a key that changes: a delete and an insert
+    )
+    second = sync(inc_pair)
+    # read: 5 updated + 3 new + the moved row + the 2 NULL rows; every key, to find the 4 gone
+    assert counts(second, "prices") == (200, 11, 4, 5, 4)
+    assert counts(second, "regions") == (20, 1, 0, 1, 0)
+    assert "and the keys of all rows" in notes(second, "prices")
+    assert_equal(inc_pair)
+
+    third = sync(inc_pair)
+    assert counts(third, "prices") == (200, 2, 0, 0, 0)
+    assert counts(third, "regions") == (20, 0, 0, 0, 0)
+    assert_equal(inc_pair)
+
+
+def _reader_with_stats(pair: Pair) -> Endpoint:
+    """A production role that may see every session's transaction start (pg_read_all_stats)."""
+    with pair.cluster.connect() as su:
+        su.execute("DROP ROLE IF EXISTS stats_reader")
+        su.execute("CREATE ROLE stats_reader LOGIN PASSWORD 'stats-S3cret' IN ROLE pg_read_all_stats")
+    with pair.prod() as prod:
+        prod.execute(
+            "GRANT USAGE ON SCHEMA public TO stats_reader; GRANT SELECT ON ALL TABLES IN SCHEMA public TO stats_reader"
+        )
+    return Endpoint("production", PRODUCTION_ENV, pair.cluster.url(pair.prod_db, ("stats_reader", "stats-S3cret")))
+
+
+@pytest.mark.parametrize("opened", ["between runs, start hidden", "between runs, start seen", "before the first run"])
+def test_a_late_commit_with_an_older_timestamp_is_not_missed(inc_pair: Pair, opened: str) -> None:
+    """An application transaction sets updated_at = now() (its start), commits only after a run's snapshot,
+    and so carries a time older than rows that run saw. The next run must still read it."""
+    source = _reader_with_stats(inc_pair) if opened == "between runs, start seen" else None
+    late = inc_pair.prod()
+    late.autocommit = False
+    try:
+        if opened == "before the first run":
+            late.execute("UPDATE prices SET amount = 999 WHERE id = 1")
+        sync(inc_pair, source=source)
+        if opened != "before the first run":
+            late.execute("UPDATE prices SET amount = 999 WHERE id = 1")
+        inc_pair.run_prod("UPDATE prices SET amount = 5 WHERE id = 2")
+        logged: list[str] = []
+        during = sync(inc_pair, source=source, log=logged.append)
+        held = state(inc_pair, "prices")[1]
+        with inc_pair.staging() as staging:
+            # the run's snapshot did not see the open transaction's row
+            assert staging.execute("SELECT amount FROM prices WHERE id = 1").fetchone()[0] == 1.5
+            assert staging.execute("SELECT amount FROM prices WHERE id = 2").fetchone()[0] == 5
+        assert any("watermark of public.regions, public.prices held back" in m for m in logged), logged
+        late.commit()
+    finally:
+        late.close()
+    with inc_pair.prod() as prod:
+        late_at, seen_at = prod.execute(
+            "SELECT (SELECT updated_at FROM prices WHERE id = 1), (SELECT updated_at FROM prices WHERE id = 2)"
+        ).fetchone()
+    assert late_at < seen_at  # a watermark taken from the newest row seen would skip the late one
+
+    after = sync(inc_pair, source=source)
+    assert_equal(inc_pair)
+    if opened == "before the first run":
+        # its start could not be known at the first listing: the runs after it read the table whole
+        assert counts(during, "prices")[1] == 200
+        assert counts(after, "prices")[1] == 200
+        assert held is None
+    else:
+        assert counts(during, "prices")[1] == 3  # id 2 and the two NULL rows
+        assert counts(after, "prices")[1] < 200
+        if opened == "between runs, start seen":
+            assert held == late_at  # held back to the open transaction's start exactly
+        else:
+            assert held < late_at  # held back to the listing before the transaction began
+
+
+def test_rows_outside_the_run_lose_their_parent_under_a_partial_read(inc_pair: Pair) -> None:
+    sync(inc_pair)
+    inc_pair.run_staging(
+        "INSERT INTO quotes (price_id, region_code, note) VALUES"
+        " (10, NULL, 'price goes'), (NULL, 'R5', 'code changes'), (11, 'R6', 'kept'), (NULL, 'R7', 'kept too')"
+    )
+    inc_pair.run_prod("DELETE FROM prices WHERE id = 10; UPDATE regions SET code = 'R5x' WHERE id = 5")
+    result = sync(inc_pair)
+    assert counts(result, "prices")[1] < 200 and counts(result, "regions")[1] == 1
+    assert_equal(inc_pair)
+    with inc_pair.staging() as staging:
+        assert [r[0] for r in staging.execute("SELECT note FROM quotes ORDER BY id")] == ["kept", "kept too"]
+        backed = staging.execute("SELECT note FROM quotes_backup ORDER BY id").fetchall()
+        assert [r[0] for r in backed] == ["price goes", "code changes"]
+
+
+def test_staging_changed_behind_the_sync_is_read_whole_next_time(inc_pair: Pair) -> None:
+    sync(inc_pair)
+    inc_pair.run_staging("DELETE FROM prices WHERE id = 50")
+    logged: list[str] = []
+    second = sync(inc_pair, log=logged.append)
+    assert counts(second, "prices")[:2] == (200, 2)
+    assert any("staging's table was changed outside the sync; the next run reads it whole" in m for m in logged)
+    assert state(inc_pair, "prices")[1] is None
+    third = sync(inc_pair)
+    assert counts(third, "prices")[:3] == (200, 200, 1)
+    assert "staging had 199 rows and production 200" in notes(third, "prices")
+    assert_equal(inc_pair)
+    assert state(inc_pair, "prices")[1] is not None
+
+
+def test_reconciliation_on_demand_and_by_age(inc_pair: Pair) -> None:
+    sync(inc_pair)
+    before = state(inc_pair, "prices")
+    dry = sync(inc_pair, dry_run=True)
+    assert counts(dry, "prices")[1] == 2
+    assert state(inc_pair, "prices") == before  # a dry run records nothing
+
+    asked = sync(inc_pair, reconcile=True)
+    assert counts(asked, "prices")[1] == 200
+    assert "read whole: full reconciliation asked for" in notes(asked, "prices")
+    assert state(inc_pair, "prices")[2] > before[2]
+
+    assert counts(sync(inc_pair), "prices")[1] == 2
+    inc_pair.run_staging("UPDATE sync_assets.incremental_state SET reconciled_at = reconciled_at - interval '8 days'")
+    aged = sync(inc_pair)
+    assert counts(aged, "prices")[1] == 200
+    assert "(reconcile_every)" in notes(aged, "prices")
+    never = sync(inc_pair, CONFIG + "reconcile_every: never\n")
+    assert counts(never, "prices")[1] == 2
+
+
+def test_switching_modes_forgets_the_watermark(inc_pair: Pair) -> None:
+    sync(inc_pair)
+    assert state(inc_pair, "prices") is not None
+    sync(inc_pair, "mode: mirror\n")
+    assert state(inc_pair, "prices") is None
+    again = sync(inc_pair)
+    assert "read whole: first incremental run" in notes(again, "prices")
+    assert_equal(inc_pair)
+
+
+@pytest.mark.parametrize(
+    ("tables", "error", "fragment"),
+    [
+        (
+            "prices: {mode: incremental, column: amount}",
+            DriftError,
+            "public.prices is set to mode incremental, but it has column amount of type numeric(10,2), "
+            "not a timestamp or date",
+        ),
+        (
+            "prices: {mode: incremental, column: changed_at}",
+            DriftError,
+            "public.prices is set to mode incremental, but it has no column changed_at in production",
+        ),
+        (
+            "events: {mode: incremental}",
+            DriftError,
+            "public.events is set to mode incremental, but it needs a primary key",
+        ),
+        ("prices: {mode: mirror, column: updated_at}", ConfigError, "'tables' sets the column of public.prices"),
+    ],
+)
+def test_bad_incremental_settings(inc_pair: Pair, tables: str, error: type, fragment: str) -> None:
+    keyless = "CREATE TABLE events (happened text, updated_at timestamptz);"
+    inc_pair.run_prod(keyless)
+    inc_pair.run_staging(keyless)
+    with inc_pair.staging() as staging:
+        before = {t: table_rows(staging, t) for t in TABLES}
+    with pytest.raises(error) as err:
+        sync(inc_pair, f"tables:\n  {tables}\n")
+    assert fragment in str(err.value)
+    with inc_pair.staging() as staging:
+        assert {t: table_rows(staging, t) for t in TABLES} == before
+
+
+def test_global_incremental_keeps_tables_it_cannot_serve_in_mirror_mode(inc_pair: Pair) -> None:
+    keyless = "CREATE TABLE events (happened text, updated_at timestamptz); CREATE TABLE tags (id int PRIMARY KEY);"
+    inc_pair.run_prod(keyless + "INSERT INTO events VALUES ('a', now()); INSERT INTO tags VALUES (1), (2);")
+    inc_pair.run_staging(keyless)
+    result = sync(inc_pair)
+    assert result.tables[("public", "events")].mode == "mirror"
+    assert "not incremental: it needs a primary key" in notes(result, "events")
+    assert "not incremental: it has no column updated_at in production" in notes(result, "tags")
+    with inc_pair.prod() as prod, inc_pair.staging() as staging:
+        for table in ("events", "tags"):
+            assert table_rows(staging, table) == table_rows(prod, table)
+
+
+def test_random_rounds_of_changes_stay_equal(inc_pair: Pair) -> None:
+    """Ten rounds of mixed writes, each followed by an incremental run: staging equals production each time."""
+    rng = random.Random(20261123)
+    sync(inc_pair)
+    next_id = 1000
+    for _ in range(10):
+        with inc_pair.prod() as prod:
+            ids = [r[0] for r in prod.execute("SELECT id FROM prices")]
+            for victim in rng.sample(ids, 5):
+                prod.execute("DELETE FROM prices WHERE id = %s", (victim,))
+            for changed in rng.sample([i for i in ids if i], 8):
+                prod.execute("UPDATE prices SET amount = %s WHERE id = %s", (rng.randint(0, 10_000) / 100, changed))
+            for _ in range(6):
+                prod.execute(
+                    "INSERT INTO prices (id, region_id, amount) VALUES (%s, %s, 1) ON CONFLICT DO NOTHING",
+                    (next_id, rng.randint(1, 20)),
+                )
+                next_id += 1
+            prod.execute("UPDATE regions SET name = name || '.' WHERE id = %s", (rng.randint(1, 20),))
+        result = sync(inc_pair)
+        assert counts(result, "prices")[1] < counts(result, "prices")[0]
+        assert_equal(inc_pair)
