@@ -20,6 +20,7 @@ from dagster import (
     AssetsDefinition,
     AssetSpec,
     Backoff,
+    Config,
     Jitter,
     MaterializeResult,
     MetadataValue,
@@ -28,6 +29,7 @@ from dagster import (
     multi_asset_check,
 )
 from dagster import AssetChecksDefinition as ChecksDefinition
+from pydantic import Field
 
 from sync_assets.catalog import Catalog, Table
 from sync_assets.catalog_cache import LoadedCatalog
@@ -63,6 +65,16 @@ def staging_key(key: TableKey) -> AssetKey:
 
 def production_key(key: TableKey) -> AssetKey:
     return AssetKey(["production", _dagster_name(key[0]), _dagster_name(key[1])])
+
+
+class SyncRunConfig(Config):
+    """Run config of sync_job (the launchpad shows it); every field has a default, so schedules need none."""
+
+    reconcile: bool = Field(
+        default=False,
+        description="Read incremental tables whole and compare every row, instead of only the rows changed "
+        "since their watermark (a full reconciliation).",
+    )
 
 
 @dataclass(frozen=True)
@@ -251,7 +263,7 @@ def build_sync_assets(
         op_tags={"sync_assets/lock": "staging"},
     )
     def sync_staging(
-        context: AssetExecutionContext, production: ProductionDatabase, staging: StagingDatabase
+        context: AssetExecutionContext, config: SyncRunConfig, production: ProductionDatabase, staging: StagingDatabase
     ) -> Iterator[Any]:
         try:
             source, target = production.endpoint(), staging.endpoint()
@@ -266,7 +278,9 @@ def build_sync_assets(
         result: SyncResult | None = None
         try:
             if selected:
-                result = run_sync(source, target, run_config, selected, log=context.log.info)
+                result = run_sync(
+                    source, target, run_config, selected, log=context.log.info, reconcile=config.reconcile
+                )
         except Exception as exc:
             failure = failure_for(exc, source, target)
             if isinstance(exc, SyncError):

@@ -44,6 +44,8 @@ def table_metadata(
         "dagster/table_name": MetadataValue.text(table_name(staging_db, target.schema, target.name)),
         "dagster/column_schema": MetadataValue.table_schema(column_schema(target)),
         "production_rows": MetadataValue.int(table.production_rows),
+        "rows_read": MetadataValue.int(table.read_rows),
+        "mode": MetadataValue.text(table.mode),
         "rows_inserted": MetadataValue.int(table.inserted),
         "rows_updated": MetadataValue.int(table.updated),
         "rows_deleted": MetadataValue.int(table.deleted),
@@ -84,6 +86,8 @@ def plan_frames(result: SyncResult) -> tuple[pd.DataFrame, pd.DataFrame]:
             {
                 "table": f"{t.key[0]}.{t.key[1]}",
                 "production rows": t.production_rows,
+                "mode": t.mode,
+                "rows read": t.read_rows,
                 "insert": t.inserted,
                 "update": t.updated,
                 "delete": t.deleted,

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 import yaml
+from dagster import AssetKey, DagsterInstance
 
 from sync_assets.config import parse_config
 from sync_assets.connections import PRODUCTION_ENV, Endpoint
+from sync_assets.definitions import build_definitions
 from sync_assets.engine import SyncResult, run_sync
 from sync_assets.errors import ConfigError, DriftError
 from sync_assets_tests.conftest import Pair, table_rows
@@ -305,3 +308,28 @@ def test_random_rounds_of_changes_stay_equal(inc_pair: Pair) -> None:
         result = sync(inc_pair)
         assert counts(result, "prices")[1] < counts(result, "prices")[0]
         assert_equal(inc_pair)
+
+
+def test_sync_job_reports_rows_read_and_reconciles_on_request(inc_pair: Pair, tmp_path: Path) -> None:
+    """Through Dagster: the metadata says what was read; run config `reconcile: true` reads every row."""
+    path = tmp_path / "sync.yaml"
+    path.write_text(CONFIG)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SYNC_ASSETS_CONFIG", str(path))
+        defs = build_definitions(inc_pair.prod_url, inc_pair.staging_url, cache_dir=tmp_path)
+        job = defs.resolve_job_def("sync_job")
+        instance = DagsterInstance.ephemeral()
+
+        def rows_read(**kwargs: object) -> dict[str, object]:
+            result = job.execute_in_process(instance=instance, **kwargs)
+            assert all(e.passed for e in result.get_asset_check_evaluations())
+            events = {e.asset_key: e.materialization.metadata for e in result.get_asset_materialization_events()}
+            meta = events[AssetKey(["staging", "public", "prices"])]
+            return {k: meta[k].value for k in ("mode", "rows_read", "production_rows")}
+
+        assert rows_read() == {"mode": "incremental", "rows_read": 200, "production_rows": 200}
+        inc_pair.run_prod("UPDATE prices SET amount = 0 WHERE id = 7")
+        assert rows_read() == {"mode": "incremental", "rows_read": 3, "production_rows": 200}
+        reconciled = rows_read(run_config={"ops": {"sync_staging": {"config": {"reconcile": True}}}})
+        assert reconciled == {"mode": "incremental", "rows_read": 200, "production_rows": 200}
+    assert_equal(inc_pair)

@@ -332,7 +332,10 @@ def test_merge_mode_needs_a_key(cruise_pair: Pair) -> None:
         ("tables:\n  ports: {mode: merge, speed: fast}\n", "'tables' entry 'ports' takes only 'mode' and 'column'"),
         ("tables:\n  ports: {column: updated_at}\n", "'tables' sets the column of public.ports, which only mode"),
         ("incremental_overlap: 5\n", "'incremental_overlap' must be a duration such as '90s'"),
-        ("reconcile_every: weekly\n", "'reconcile_every' must be a duration such as '90s', '5min', '2h' or '7d' or 'never'"),
+        (
+            "reconcile_every: weekly\n",
+            "'reconcile_every' must be a duration such as '90s', '5min', '2h' or '7d' or 'never'",
+        ),
         ("tables:\n  users: {mode: merge}\n", "'tables' sets the mode of public.users, which is preserved"),
         ("tables:\n  nosuch: {mode: merge}\n", "'tables' names table 'nosuch', which production does not have"),
     ],
