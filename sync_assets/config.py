@@ -15,6 +15,7 @@ from sync_assets.errors import ConfigError
 
 CONFIG_ENV = "SYNC_ASSETS_CONFIG"
 ORPHAN_POLICIES = ("delete", "fail")
+TRIGGER_SETTINGS = ("auto", "skip", "fire")
 # mirror: staging equals production; merge: new and changed rows arrive, nothing is deleted;
 # incremental: like mirror, but only rows changed since the last run are read (deletes found by key).
 MODES = ("mirror", "merge", "incremental")
@@ -55,6 +56,9 @@ class SyncConfig:
     incremental_overlap: timedelta = timedelta(minutes=5)
     # An incremental table is read whole again (and compared row by row) when its last full read is older.
     reconcile_every: timedelta | None = timedelta(days=7)
+    # auto: rows are written with staging's triggers off (foreign keys then checked once per key) where
+    # the staging role may; skip: that, or fail; fire: triggers fire, foreign keys checked row by row.
+    staging_triggers: str = "auto"
     source: str = field(default="defaults", compare=False)
 
 
@@ -72,6 +76,7 @@ _KEYS = {
     "incremental_column",
     "incremental_overlap",
     "reconcile_every",
+    "staging_triggers",
 }
 
 
@@ -187,6 +192,9 @@ def parse_config(data: Any, where: str = "config") -> SyncConfig:
     column = _column_name(data.get("incremental_column", "updated_at"), "'incremental_column'", where)
     overlap = _span(data.get("incremental_overlap", "5min"), "incremental_overlap", where)
     reconcile = _span(data.get("reconcile_every", "7d"), "reconcile_every", where, allow_never=True)
+    triggers = data.get("staging_triggers", "auto")
+    if triggers not in TRIGGER_SETTINGS:
+        raise ConfigError(f"{where}: 'staging_triggers' must be one of {', '.join(TRIGGER_SETTINGS)}, got {triggers!r}")
     preserve = _table_refs(data.get("preserve"), "preserve", where)
     exclude = _table_refs(data.get("exclude"), "exclude", where)
     both = sorted(set(preserve) & set(exclude))
@@ -207,6 +215,7 @@ def parse_config(data: Any, where: str = "config") -> SyncConfig:
         table_columns=table_columns,
         incremental_overlap=overlap or timedelta(0),
         reconcile_every=reconcile,
+        staging_triggers=triggers,
         source=where,
     )
 

@@ -178,7 +178,18 @@ def run_sync(
             counts = {k: (copied[k].rows, swapped.staging_rows[k]) for k in copied}
             incremental.record(cur, plan, observation, states, counts, run_id, log)
 
-        swapped = swap(control, plan, shadows, config.orphans, config.lock_timeout, run_id, log, dry_run, bookkeeping)
+        swapped = swap(
+            control,
+            plan,
+            shadows,
+            config.orphans,
+            config.lock_timeout,
+            run_id,
+            log,
+            dry_run,
+            bookkeeping,
+            config.staging_triggers,
+        )
         result.swap_seconds = time.monotonic() - swap_started
         result.orphans = swapped.orphans
         result.sequences = swapped.sequences

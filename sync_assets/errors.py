@@ -36,7 +36,7 @@ class OrphanError(SyncError):
 class TableFailure(SyncError):
     """The database refused a statement about one table; `cause` is its error."""
 
-    def __init__(self, message: str, cause: psycopg.Error) -> None:
+    def __init__(self, message: str, cause: psycopg.Error | None) -> None:
         super().__init__(message)
         self.cause = cause
 

@@ -28,6 +28,7 @@ from sync_assets.errors import TableFailure, about_table
 from sync_assets.extract import SESSION_SETTINGS
 from sync_assets.outside import OrphanBackup, check_parents_outside, handle_children_outside
 from sync_assets.plan import SyncPlan, TableKey, TablePlan
+from sync_assets.replica import check_written, use_replica
 from sync_assets.shadows import key_shadow_name, snapshot_rows
 from sync_assets.sqlparts import as_text, cols, ident, match, not_null
 
@@ -298,8 +299,23 @@ def _unlink_removed(cur: psycopg.Cursor, tp: TablePlan, shadow: sql.Identifier) 
     )
 
 
+def _written_rows(tp: TablePlan, diff: _Diff | None) -> sql.Composable:
+    """The rows an upsert of this table wrote, as a relation for FROM: the diff's inserted and updated
+    keys where it has them, else (replaced whole, was empty, cycle links) the whole table."""
+    if diff is None or diff.marks is None or tp.deferred_columns:
+        return tp.target.relation()
+    return sql.SQL("(SELECT c.* FROM {rel} c JOIN {marks} d ON d.sync_op IN ('i', 'u') AND {match})").format(
+        rel=tp.target.relation(), marks=diff.marks, match=match("d", tp.key, "c", tp.key)
+    )
+
+
 def _apply_rows(
-    cur: psycopg.Cursor, plan: SyncPlan, shadows: dict[TableKey, sql.Identifier], deletes_first: bool, dry: bool
+    cur: psycopg.Cursor,
+    plan: SyncPlan,
+    shadows: dict[TableKey, sql.Identifier],
+    deletes_first: bool,
+    dry: bool,
+    replica: bool = False,
 ) -> dict[TableKey, TableChanges]:
     changes = {tp.table_key: TableChanges() for tp in plan.tables}
     cyclic = [tp for tp in plan.tables if tp.deferred_columns and tp.key]
@@ -316,6 +332,9 @@ def _apply_rows(
     diffs = compute_diffs(0)
 
     def upserts() -> None:
+        if replica:
+            # Foreign keys are checked per key by check_written below, not per row by triggers.
+            cur.execute("SET LOCAL session_replication_role = replica")
         for tp in cyclic:
             changes[tp.table_key].updated = _count_only_deferred_changes(cur, tp, shadows[tp.table_key])
         for tp in plan.tables:
@@ -332,6 +351,8 @@ def _apply_rows(
         for tp in cyclic:
             with about_table("linking the foreign key cycle of", tp.qualified):
                 _link_deferred(cur, tp, shadows[tp.table_key])
+        if replica:
+            cur.execute("SET LOCAL session_replication_role = origin")
 
     def deletes() -> None:
         for tp in cyclic:
@@ -349,6 +370,10 @@ def _apply_rows(
     else:
         upserts()
         deletes()
+    if replica and not dry:
+        written = {tp.table_key: _written_rows(tp, diffs.get(tp.table_key)) for tp in plan.tables}
+        updated = {k for k, c in changes.items() if c.updated or c.replaced_whole}
+        check_written(cur, plan, written, updated)
     return changes
 
 
@@ -359,20 +384,25 @@ _UNIQUE_HINT = (
 
 
 def apply_rows(
-    conn: psycopg.Connection, plan: SyncPlan, shadows: dict[TableKey, sql.Identifier], log: Log, dry: bool = False
+    conn: psycopg.Connection,
+    plan: SyncPlan,
+    shadows: dict[TableKey, sql.Identifier],
+    log: Log,
+    dry: bool = False,
+    replica: bool = False,
 ) -> dict[TableKey, TableChanges]:
     """Inserts and updates before deletes keep every foreign key satisfied; when that order trips a
     unique key (a value moving from a deleted row to a new one), deletes go first instead."""
     try:
         with conn.transaction(), conn.cursor() as cur:
-            return _apply_rows(cur, plan, shadows, deletes_first=False, dry=dry)
+            return _apply_rows(cur, plan, shadows, deletes_first=False, dry=dry, replica=replica)
     except TableFailure as exc:
         if not isinstance(exc.cause, psycopg.errors.UniqueViolation):
             raise
         log(f"unique key moved between rows ({exc.cause.diag.constraint_name}); applying deletes first instead")
     try:
         with conn.transaction(), conn.cursor() as cur:
-            return _apply_rows(cur, plan, shadows, deletes_first=True, dry=dry)
+            return _apply_rows(cur, plan, shadows, deletes_first=True, dry=dry, replica=replica)
     except TableFailure as exc:
         if isinstance(exc.cause, psycopg.errors.UniqueViolation):
             raise TableFailure(str(exc) + _UNIQUE_HINT, exc.cause) from exc
@@ -430,6 +460,7 @@ def swap(
     log: Log,
     dry_run: bool = False,
     before_commit: Callable[[psycopg.Cursor, SwapResult], None] | None = None,
+    staging_triggers: str = "auto",
 ) -> SwapResult:
     """Run the whole swap in ONE transaction on `conn` and commit it (dry_run: roll it back).
 
@@ -444,9 +475,11 @@ def swap(
                 cur.execute(setting.replace("SET ", "SET LOCAL ", 1))
             # Deferrable constraints (cycles declared DEFERRABLE) are checked at the end.
             cur.execute("SET CONSTRAINTS ALL DEFERRED")
+            replica, why = use_replica(cur, plan, staging_triggers)
+            log(why)
             check_parents_outside(cur, plan, shadows)
             result.orphans = handle_children_outside(cur, plan, shadows, orphans_policy, run_id, log)
-        result.changes = apply_rows(conn, plan, shadows, log, dry_run)
+        result.changes = apply_rows(conn, plan, shadows, log, dry_run, replica)
         with conn.cursor() as cur:
             # Deferred constraints are checked now, so a violation fails the run before setval, which no
             # ROLLBACK undoes, moves any sequence.
