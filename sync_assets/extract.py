@@ -215,8 +215,16 @@ def changed_since(plan: TablePlan) -> sql.Composable:
     A NULL in the column says nothing about when the row changed, so such rows are always read."""
     assert plan.incremental_column is not None and plan.since is not None
     column = sql.Identifier(plan.incremental_column)
-    recent = sql.SQL("{} >= {}").format(column, sql.Literal(plan.since))
     source_column = plan.source.column(plan.incremental_column)
+    since = sql.Literal(plan.since)
+    kind = (source_column.underlying or source_column.base_type) if source_column is not None else ""
+    if kind == "date":
+        # A date holds no time of day, in no particular zone: read back a whole day more.
+        since = sql.SQL("({}::date - 1)").format(since)
+    elif kind.startswith("timestamp") and "with time zone" not in kind:
+        # Written in whatever zone the application's sessions use: a day back covers any offset and DST.
+        since = sql.SQL("({}::timestamp - interval '1 day')").format(since)
+    recent = sql.SQL("{} >= {}").format(column, since)
     if source_column is not None and source_column.not_null:
         return recent
     return sql.SQL("{} OR {} IS NULL").format(recent, column)

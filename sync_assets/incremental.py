@@ -116,6 +116,9 @@ def observe(conn: psycopg.Connection, production: str, previous: Observation | N
 
     None when the role may not read the lists: incremental tables are then read whole."""
     try:
+        standby = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+        if standby and standby[0]:
+            return None  # a standby's pg_locks does not show the primary's transactions
         rows = conn.execute(_OPEN_TRANSACTIONS).fetchall()
     except psycopg.errors.InsufficientPrivilege:
         return None
@@ -131,6 +134,9 @@ def observe(conn: psycopg.Connection, production: str, previous: Observation | N
             found.append(OpenTransaction(ident, xact_start, seen_start=True))
         elif ident in carried:
             found.append(OpenTransaction(ident, carried[ident]))
+        elif ident.startswith("prepared "):
+            # It may have been listed by its session last time, under another name: bound it by everything then.
+            found.append(OpenTransaction(ident, previous.watermark if previous is not None else None))
         else:
             # Not open at the previous listing, so it began after it; no previous listing: unknown.
             found.append(OpenTransaction(ident, previous.at if previous is not None else None))

@@ -11,7 +11,8 @@ on, so staging's ON DELETE actions keep working. Staging's own ordinary triggers
 on the rows the sync writes, as with pg_restore --disable-triggers (ENABLE ALWAYS ones still do).
 
 Not used when a table of the run has a deferrable primary key, unique or exclusion constraint: those
-are rechecked by triggers too, which replica mode would silence.
+are rechecked by triggers too, which replica mode would silence. With staging_triggers: auto, not used
+either when the run's tables carry staging's own triggers or rules: only `skip` silences those.
 """
 
 from __future__ import annotations
@@ -31,6 +32,18 @@ def _deferrable_uniques(cur: psycopg.Cursor, plan: SyncPlan) -> list[str]:
         "SELECT conrelid::regclass::text || '.' || conname FROM pg_constraint"
         " WHERE conrelid = ANY(%s::regclass[]) AND contype IN ('p', 'u', 'x') AND condeferrable ORDER BY 1",
         ([ident(tp.table_key).as_string(cur) for tp in plan.tables],),
+    )
+    return [r[0] for r in cur.fetchall()]
+
+
+def _user_triggers(cur: psycopg.Cursor, plan: SyncPlan) -> list[str]:
+    """Staging's own enabled triggers and rules on the run's tables, which replica mode would silence."""
+    cur.execute(
+        "SELECT tgrelid::regclass::text || '.' || tgname FROM pg_trigger WHERE tgrelid = ANY(%s::regclass[])"
+        " AND NOT tgisinternal AND tgenabled IN ('O', 'R')"
+        " UNION ALL SELECT ev_class::regclass::text || '.' || rulename FROM pg_rewrite"
+        " WHERE ev_class = ANY(%s::regclass[]) AND rulename <> '_RETURN' AND ev_enabled IN ('O', 'R') ORDER BY 1",
+        ([ident(tp.table_key).as_string(cur) for tp in plan.tables],) * 2,
     )
     return [r[0] for r in cur.fetchall()]
 
@@ -61,6 +74,12 @@ def use_replica(cur: psycopg.Cursor, plan: SyncPlan, setting: str) -> tuple[bool
         raise SyncError(f"'staging_triggers: skip' cannot be honoured: {why}")
     if deferrable:
         return False, f"foreign keys are checked row by row: {deferrable[0]} is deferrable"
+    user_rules = _user_triggers(cur, plan)
+    if setting == "auto" and user_rules:
+        return False, (
+            f"foreign keys are checked row by row, so that staging's trigger or rule {user_rules[0]} fires "
+            "(staging_triggers: skip writes rows without them, much faster)"
+        )
     if not allowed:
         return False, (
             "foreign keys are checked row by row (grant the staging role SET on session_replication_role "
@@ -84,9 +103,15 @@ def check_written(
     """Every foreign key of the run's tables, over the rows the swap wrote (written: per table, a relation
     of those rows, aliased c); and, where a parent's referenced columns are not its row key (so an
     UPDATE may have changed them), over every row referencing it."""
+
+    def parent_of(fk: ForeignKey) -> sql.Composable | None:
+        # PostgreSQL's own check looks in the parent table ONLY (not its inheritance children).
+        parent = plan.staging.get(*fk.ref)
+        return parent.relation() if parent is not None else None
+
     for tp in plan.tables:
         for fk in tp.target.foreign_keys:
-            counted = count_orphans(cur, written[tp.table_key], fk)
+            counted = count_orphans(cur, written[tp.table_key], fk, parent_of(fk))
             if counted.rows:
                 raise _violation(tp.target, fk, counted.rows, list(counted.sample))
     for key in sorted(updated_parents):
@@ -94,6 +119,6 @@ def check_written(
         for child, fk in plan.staging.referencing(*key):
             if tuple(fk.ref_columns) == tuple(parent.key) and parent.key:
                 continue  # key values are never changed by an UPDATE of the sync
-            counted = count_orphans(cur, child.relation(), fk)
+            counted = count_orphans(cur, child.relation(), fk, parent_of(fk))
             if counted.rows:
                 raise _violation(child, fk, counted.rows, list(counted.sample))

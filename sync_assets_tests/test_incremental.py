@@ -333,3 +333,20 @@ def test_sync_job_reports_rows_read_and_reconciles_on_request(inc_pair: Pair, tm
         reconciled = rows_read(run_config={"ops": {"sync_staging": {"config": {"reconcile": True}}}})
         assert reconciled == {"mode": "incremental", "rows_read": 200, "production_rows": 200}
     assert_equal(inc_pair)
+
+
+@pytest.mark.parametrize("kind", ["date", "timestamp"])
+def test_change_columns_without_a_zone_are_read_back_a_day(pair: Pair, kind: str) -> None:
+    """A date (or a zoneless timestamp written in the application's own zone) changed today, after the
+    watermark, must be read although it compares as earlier than the watermark."""
+    default = "current_date" if kind == "date" else "localtimestamp - interval '5 hours'"
+    schema = f"CREATE TABLE notes (id int PRIMARY KEY, body text, changed_on {kind} NOT NULL DEFAULT {default});"
+    pair.run_prod(schema + "INSERT INTO notes (id, body) VALUES (1, 'a'), (2, 'b');")
+    pair.run_staging(schema)
+    config = "mode: incremental\nincremental_column: changed_on\nincremental_overlap: 0s\n"
+    sync(pair, config)
+    pair.run_prod(f"UPDATE notes SET body = 'changed', changed_on = {default} WHERE id = 1")
+    second = sync(pair, config)
+    with pair.prod() as prod, pair.staging() as staging:
+        assert table_rows(staging, "notes") == table_rows(prod, "notes")
+    assert second.tables[("public", "notes")].updated == 1
