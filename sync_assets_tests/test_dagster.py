@@ -390,7 +390,7 @@ def test_config_broken_after_load_fails_the_run_naming_the_setting(
     assert description == (
         f"SYNC_ASSETS_CONFIG file {path}: unknown setting 'orphan'; known settings are exclude, incremental_column, "
         "incremental_overlap, lock_timeout, mode, orphans, preserve, reconcile_every, retries, retry_delay_seconds, "
-        "schemas, tables, workers"
+        "schemas, staging_triggers, tables, workers"
     )
     with cruise_pair.staging() as conn:
         assert snapshot_tables(conn, ALL_TABLES) == before
