@@ -241,6 +241,11 @@ CREATE TABLE IF NOT EXISTS {observations} (
 """
 
 
+def _forget(cur: psycopg.Cursor, keys: list[TableKey]) -> None:
+    for key in keys:
+        cur.execute(sql.SQL("DELETE FROM {} WHERE table_schema = %s AND table_name = %s").format(STATE_TABLE), key)
+
+
 def record(
     cur: psycopg.Cursor,
     plan: SyncPlan,
@@ -256,19 +261,12 @@ def record(
     incremental = [tp for tp in plan.tables if tp.mode == "incremental"]
     if not incremental or observation is None:
         if _exists(cur, STATE_TABLE):
-            for tp in plan.tables:
-                cur.execute(
-                    sql.SQL("DELETE FROM {} WHERE table_schema = %s AND table_name = %s").format(STATE_TABLE),
-                    tp.table_key,
-                )
+            _forget(cur, [tp.table_key for tp in plan.tables])
         return
     cur.execute(sql.SQL(_CREATE_STATE).format(state=STATE_TABLE, observations=OBSERVATION_TABLE))
     for tp in plan.tables:
         if tp.mode != "incremental":
-            cur.execute(
-                sql.SQL("DELETE FROM {} WHERE table_schema = %s AND table_name = %s").format(STATE_TABLE),
-                tp.table_key,
-            )
+            _forget(cur, [tp.table_key])
             continue
         watermark, note = observation.watermark, None
         if watermark is None:

@@ -74,8 +74,8 @@ def use_replica(cur: psycopg.Cursor, plan: SyncPlan, setting: str) -> tuple[bool
         raise SyncError(f"'staging_triggers: skip' cannot be honoured: {why}")
     if deferrable:
         return False, f"foreign keys are checked row by row: {deferrable[0]} is deferrable"
-    user_rules = _user_triggers(cur, plan)
-    if setting == "auto" and user_rules:
+    user_rules = _user_triggers(cur, plan) if setting == "auto" else []
+    if user_rules:
         return False, (
             f"foreign keys are checked row by row, so that staging's trigger or rule {user_rules[0]} fires "
             "(staging_triggers: skip writes rows without them, much faster)"
