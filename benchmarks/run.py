@@ -9,8 +9,8 @@ Two PostgreSQL servers of our own (production, staging) in --dir. At scale 1 pro
   (b) pg_dump    pg_dump -Fc --data-only | pg_restore --data-only, same tables, bare tables
   (c) sync full  sync_assets into an empty staging that keeps its keys, indexes and staging-only rows
   (d) resync     sync_assets after about 1% of production's rows changed, every row read and compared
-  (e) incremental  the same after another 1%, the big tables in mode incremental: only rows changed
-                 since the last run are read (by updated_at), deletes found by comparing keys
+  (e) incremental  the same after another 1%, the keyed big tables in mode incremental: only rows changed
+                 since the last run are read (by updated_at), deletes found by fingerprints, then keys
 For each: wall seconds, MB/s of production data, ratio to (a), peak RSS of the process tree, WAL bytes
 written on staging, and the worst latency a staging reader saw meanwhile. Results go to
 --out/results.md (and results.png: seconds against scale).
@@ -44,7 +44,7 @@ DEMO_PER_BENCH_SCALE = 33.0  # demo scale 1 is ~30 MB; bench scale 1 ~1 GB
 # Durable like a real server (fsync on); roomy WAL so checkpoints do not dominate.
 SETTINGS = "-c shared_buffers=256MB -c max_wal_size=8GB -c checkpoint_timeout=30min -c max_connections=100"
 # The big tables get an updated_at that production's application (a trigger here) keeps current.
-INCREMENTAL = ("cruises", "price_snapshots", "pricing")
+INCREMENTAL = ("cruises", "itineraries", "price_snapshots", "pricing")
 SYNCED = ("cabin_categories", "cruise_lines", "cruises", "itineraries", "ports", "price_snapshots", "pricing",
           "regions", "ships", "webhook_events")  # fmt: skip
 
@@ -116,6 +116,7 @@ class Bench:
         with self.prod.connect("production") as conn:
             conn.execute("UPDATE pricing SET price = price + 1 WHERE id %% 100 = %s", (updated,))
             conn.execute("UPDATE cruises SET status = 'cancelled' WHERE id %% 100 = %s", (updated,))
+            conn.execute("UPDATE itineraries SET notes = 'moved' WHERE cruise_id %% 100 = %s", (updated,))
             conn.execute("DELETE FROM price_snapshots WHERE cruise_id %% 100 = %s", (deleted,))
             conn.execute(
                 "INSERT INTO price_snapshots (cruise_id, captured_at, cheapest)"

@@ -6,7 +6,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import psycopg
 from psycopg import sql
@@ -86,8 +86,10 @@ def drop_shadows(conn: psycopg.Connection, only: list[ShadowName] | None = None)
             (BOOKKEEPING_SCHEMA, SHADOW_PREFIX),
         ).fetchall()
         only = [ShadowName(r[0]) for r in rows]
-    for ident in only:
-        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}, {}").format(ident, key_shadow_name(ident)))
+    if only:
+        # One statement: each DROP scans shared_buffers for the dropped tables' pages once.
+        names = [name for ident in only for name in (ident, key_shadow_name(ident))]
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.SQL(", ").join(names)))
     return len(only)
 
 
@@ -95,6 +97,21 @@ def acquire_run_lock(conn: psycopg.Connection) -> None:
     got = conn.execute("SELECT pg_try_advisory_lock(%s)", (ADVISORY_LOCK_KEY,)).fetchone()
     if not got or not got[0]:
         raise BusyError("another sync is running against this staging database; try again when it has finished")
+
+
+def settle_key_reads(plan: SyncPlan, copied: dict[TableKey, CopyStats]) -> SyncPlan:
+    """The plan as the extract left it: tables read partly whose key fingerprints matched have no key shadow."""
+    tables = []
+    for tp in plan.tables:
+        if not tp.partial:
+            tables.append(tp)
+        elif why := copied[tp.table_key].keys_copied:
+            tables.append(replace(tp, notes=(*tp.notes, f"every key read to find deletes: {why}")))
+        else:
+            tables.append(
+                replace(tp, keys_copied=False, notes=(*tp.notes, "the key fingerprints match: nothing deleted"))
+            )
+    return replace(plan, tables=tuple(tables))
 
 
 def connect_both(source: Endpoint, target: Endpoint) -> tuple[psycopg.Connection, psycopg.Connection]:
@@ -171,6 +188,8 @@ def run_sync(
             prod, snapshot_id, source, target, list(plan.tables), shadows, config.workers, log
         )
         prod.execute("COMMIT")
+        plan = settle_key_reads(plan, copied)
+        result.plan = plan
 
         swap_started = time.monotonic()
 

@@ -14,6 +14,7 @@ import psycopg
 from psycopg import errors as psycopg_errors
 from psycopg import pq, sql
 
+from sync_assets import fingerprints
 from sync_assets.connections import Endpoint
 from sync_assets.errors import about_table
 from sync_assets.plan import TableKey, TablePlan
@@ -48,6 +49,8 @@ class CopyStats:
     bytes: int
     seconds: float
     read_rows: int = -1  # rows whose values moved: fewer than `rows` when only changed rows were read
+    # Read partly: why production's keys were copied ("" when their fingerprints showed nothing deleted).
+    keys_copied: str = "every row was read"
 
     def __post_init__(self) -> None:
         if self.read_rows < 0:
@@ -238,12 +241,16 @@ def copy_table(
     log: Log,
     cancelled: threading.Event | None = None,
 ) -> CopyStats:
-    """Fill the table's shadow from the snapshot: every row, or (partial) the changed rows plus all keys."""
+    """Fill the table's shadow from the snapshot: every row, or (partial) the changed rows, plus all keys
+    unless their fingerprints show production deleted nothing."""
+    started = time.monotonic()
     rel = plan.source.relation()
     every_row = sql.SQL("SELECT {} FROM {}").format(cols(plan.columns), rel)
     create_shadow(target, plan, shadow)
     if not plan.partial:
-        return copy_rows(source, target, every_row, shadow, plan.columns, plan.binary, plan.qualified, log, cancelled)
+        stats = copy_rows(source, target, every_row, shadow, plan.columns, plan.binary, plan.qualified, log, cancelled)
+        target.execute(sql.SQL("ANALYZE {}").format(shadow))
+        return stats
     changed = copy_rows(
         source,
         target,
@@ -255,6 +262,18 @@ def copy_table(
         log,
         cancelled,
     )
+    target.execute(sql.SQL("ANALYZE {}").format(shadow))
+    in_production = fingerprints.production_keys(source, plan)
+    in_staging = fingerprints.staging_keys_after(target, plan, shadow) if in_production is not None else None
+    if in_production is not None and in_production == in_staging:
+        return CopyStats(
+            rows=in_production[0],
+            bytes=changed.bytes,
+            seconds=time.monotonic() - started,
+            read_rows=changed.rows,
+            keys_copied="",
+        )
+    why = "the key fingerprints differ" if in_staging is not None else "the key columns cannot be hashed here"
     keys = key_shadow_name(shadow)
     create_shadow(target, plan, keys, plan.key)
     every = copy_rows(
@@ -272,8 +291,9 @@ def copy_table(
     return CopyStats(
         rows=every.rows,
         bytes=changed.bytes + every.bytes,
-        seconds=changed.seconds + every.seconds,
+        seconds=time.monotonic() - started,
         read_rows=changed.rows,
+        keys_copied=why,
     )
 
 
@@ -308,13 +328,14 @@ def extract(
             shadow = shadows[plan.table_key]
             with about_table("copying", plan.qualified):
                 result = copy_table(reader, writer, plan, shadow, log, cancelled)
-                writer.execute(sql.SQL("ANALYZE {}").format(shadow))
             with lock:
                 stats[plan.table_key] = result
             what = f"{result.rows:,} rows"
             if plan.partial:
                 since = f"{plan.since:%Y-%m-%d %H:%M:%S%z}"
-                what = f"{result.read_rows:,} rows changed since {since}, and the keys of {what}"
+                what = f"{result.read_rows:,} rows changed since {since}, of {what}" + (
+                    f", and all their keys ({result.keys_copied})" if result.keys_copied else ", none deleted"
+                )
             log(
                 f"copied {plan.qualified}: {what}, {result.bytes / 1e6:,.1f} MB in "
                 f"{result.seconds:.2f}s ({'binary' if plan.binary else 'text'})"

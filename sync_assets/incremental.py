@@ -214,7 +214,7 @@ def plan_reads(
             tables.append(replace(tp, since=None, notes=(*tp.notes, f"read whole: {reason}")))
             continue
         since = state.watermark - config.incremental_overlap
-        note = f"reading rows with {tp.incremental_column} >= {since:%Y-%m-%d %H:%M:%S%z} and the keys of all rows"
+        note = f"reading rows with {tp.incremental_column} >= {since:%Y-%m-%d %H:%M:%S%z}"
         tables.append(replace(tp, since=since, notes=(*tp.notes, note)))
     return replace(plan, tables=tuple(tables))
 

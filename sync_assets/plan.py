@@ -161,6 +161,9 @@ class TablePlan:
     incremental_column: str | None = None  # mode incremental: when a row last changed
     # Mode incremental: read only rows whose column is at least this (None: read every row).
     since: datetime | None = None
+    # Read partly: production's keys were copied to find deletes. The extract clears it when the key
+    # fingerprints show nothing was deleted (fingerprints.py); then no key shadow exists.
+    keys_copied: bool = True
 
     @property
     def deletes(self) -> bool:
@@ -168,7 +171,7 @@ class TablePlan:
 
     @property
     def partial(self) -> bool:
-        """Only rows changed since the watermark are read; the keys of all rows find the deletes."""
+        """Only rows changed since the watermark are read; fingerprints, then keys, find the deletes."""
         return self.mode == "incremental" and self.since is not None
 
     @property

@@ -1,8 +1,9 @@
 """Shadow tables: where a run lands production's rows in staging before the swap.
 
 A shadow is an unlogged, constraint-free table in the bookkeeping schema with staging's types. A table
-in incremental mode read only partly (rows changed since its watermark) has a second shadow holding
-the keys of every production row, so deletes are found without moving whole rows.
+in incremental mode read only partly (rows changed since its watermark) may have a second shadow holding
+the keys of every production row, so deletes are found without moving whole rows (fingerprints.py decides
+whether any were deleted at all).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING
 import psycopg
 from psycopg import sql
 
-from sync_assets.sqlparts import cols, match
+from sync_assets.sqlparts import cols, match, not_null
 
 if TYPE_CHECKING:
     from sync_assets.plan import TablePlan
@@ -60,19 +61,21 @@ def snapshot_rows(plan: TablePlan, shadow: sql.Identifier, columns: tuple[str, .
     """
     if not plan.partial:
         return shadow
-    keys = key_shadow_name(shadow)
-    if set(columns) <= set(plan.key):
-        return keys
+    if plan.keys_copied:
+        keys = key_shadow_name(shadow)
+        if set(columns) <= set(plan.key):
+            return keys
+        kept = sql.SQL("EXISTS (SELECT 1 FROM {} k WHERE {})").format(keys, match("k", plan.key, "t", plan.key))
+    else:  # nothing was deleted (fingerprints.py): staging's rows with a key are all still in production
+        kept = not_null("t", plan.key)
     return sql.SQL(
         "(SELECT {cols} FROM {shadow} UNION ALL SELECT {tcols} FROM {rel} t"
-        " WHERE EXISTS (SELECT 1 FROM {keys} k WHERE {in_keys})"
-        " AND NOT EXISTS (SELECT 1 FROM {shadow} s WHERE {in_shadow}))"
+        " WHERE {kept} AND NOT EXISTS (SELECT 1 FROM {shadow} s WHERE {in_shadow}))"
     ).format(
         cols=cols(columns),
         tcols=cols(columns, "t"),
         shadow=shadow,
         rel=plan.target.relation(),
-        keys=keys,
-        in_keys=match("k", plan.key, "t", plan.key),
+        kept=kept,
         in_shadow=match("s", plan.key, "t", plan.key),
     )

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
+from sync_assets import fingerprints
 from sync_assets.errors import TableFailure, about_table
 from sync_assets.extract import SESSION_SETTINGS
 from sync_assets.outside import OrphanBackup, check_parents_outside, handle_children_outside
@@ -134,25 +135,32 @@ def _compute_partial_diff(
     cur: psycopg.Cursor, tp: TablePlan, shadow: sql.Identifier, marks: sql.Identifier, changed: sql.Composable
 ) -> None:
     """The diff of a table read partly: changed rows come from the shadow, deletes from the keys of all
-    production rows; staging's other rows are left alone, unread."""
+    production rows (none when their fingerprints matched); staging's other rows are left alone, unread."""
+    deletes = sql.SQL("")
+    if tp.keys_copied:
+        deletes = sql.SQL(
+            " UNION ALL SELECT {tkeys}, 'd' FROM {rel} t"
+            " WHERE {nn} AND NOT EXISTS (SELECT 1 FROM {keys} k WHERE {kmatch})"
+        ).format(
+            tkeys=cols(tp.key, "t"),
+            rel=tp.target.relation(),
+            nn=not_null("t", tp.key),
+            keys=key_shadow_name(shadow),
+            kmatch=match("k", tp.key, "t", tp.key),
+        )
     cur.execute(
         sql.SQL(
             "CREATE TEMP TABLE {marks} ON COMMIT DROP AS"
             " SELECT {skeys}, CASE WHEN t.ctid IS NULL THEN 'i' ELSE 'u' END AS sync_op"
-            " FROM {shadow} s LEFT JOIN {rel} t ON {match} WHERE t.ctid IS NULL OR ({changed})"
-            " UNION ALL SELECT {tkeys}, 'd' FROM {rel} t"
-            " WHERE {nn} AND NOT EXISTS (SELECT 1 FROM {keys} k WHERE {kmatch})"
+            " FROM {shadow} s LEFT JOIN {rel} t ON {match} WHERE (t.ctid IS NULL OR ({changed})){deletes}"
         ).format(
             marks=marks,
             skeys=cols(tp.key, "s"),
-            tkeys=cols(tp.key, "t"),
             shadow=shadow,
             rel=tp.target.relation(),
             match=match("s", tp.key, "t", tp.key),
             changed=changed,
-            nn=not_null("t", tp.key),
-            keys=key_shadow_name(shadow),
-            kmatch=match("k", tp.key, "t", tp.key),
+            deletes=deletes,
         )
     )
     cur.execute(sql.SQL("ANALYZE {}").format(marks))
@@ -208,13 +216,16 @@ def _replace_whole(
 ) -> None:
     """No key to match rows by: replace the table whole, unless it already holds exactly the snapshot."""
     rel = tp.target.relation()
-    cur.execute(
-        sql.SQL(
-            "SELECT NOT EXISTS (SELECT {row} FROM {rel} EXCEPT ALL SELECT {row} FROM {shadow})"
-            " AND NOT EXISTS (SELECT {row} FROM {shadow} EXCEPT ALL SELECT {row} FROM {rel})"
-        ).format(row=_comparable(tp), rel=rel, shadow=shadow)
-    )
-    if cur.fetchone()[0]:
+    same = fingerprints.same_rows(cur.connection, rel, shadow, _comparable(tp))
+    if same is None:
+        cur.execute(
+            sql.SQL(
+                "SELECT NOT EXISTS (SELECT {row} FROM {rel} EXCEPT ALL SELECT {row} FROM {shadow})"
+                " AND NOT EXISTS (SELECT {row} FROM {shadow} EXCEPT ALL SELECT {row} FROM {rel})"
+            ).format(row=_comparable(tp), rel=rel, shadow=shadow)
+        )
+        same = bool(cur.fetchone()[0])
+    if same:
         return
     changes.replaced_whole = True
     if dry:

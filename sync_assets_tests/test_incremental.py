@@ -108,13 +108,46 @@ def test_reads_only_changed_rows_and_finds_deletes_by_key(inc_pair: Pair) -> Non
     # read: 5 updated + 3 new + the moved row + the 2 NULL rows; every key, to find the 4 gone
     assert counts(second, "prices") == (200, 11, 4, 5, 4)
     assert counts(second, "regions") == (20, 1, 0, 1, 0)
-    assert "and the keys of all rows" in notes(second, "prices")
+    assert "every key read to find deletes: the key fingerprints differ" in notes(second, "prices")
+    assert "the key fingerprints match: nothing deleted" in notes(second, "regions")
     assert_equal(inc_pair)
 
     third = sync(inc_pair)
     assert counts(third, "prices") == (200, 2, 0, 0, 0)
     assert counts(third, "regions") == (20, 0, 0, 0, 0)
+    assert "the key fingerprints match: nothing deleted" in notes(third, "prices")
     assert_equal(inc_pair)
+
+
+def test_a_row_lost_in_staging_does_not_hide_a_production_delete(inc_pair: Pair) -> None:
+    """Equal row counts are not enough: staging lost one row and production deleted another."""
+    sync(inc_pair)
+    inc_pair.run_staging("DELETE FROM prices WHERE id = 50")
+    inc_pair.run_prod("DELETE FROM prices WHERE id = 60")
+    second = sync(inc_pair)
+    assert "every key read to find deletes: the key fingerprints differ" in notes(second, "prices")
+    assert counts(second, "prices")[4] == 1
+    with inc_pair.staging() as staging:
+        assert staging.execute("SELECT count(*) FROM prices WHERE id IN (50, 60)").fetchone()[0] == 0
+    assert state(inc_pair, "prices")[1] is None  # 198 rows against 199: read whole next time
+    third = sync(inc_pair)
+    assert counts(third, "prices")[:3] == (199, 199, 1)
+    assert_equal(inc_pair)
+
+
+def test_keys_without_a_hash_function_are_copied_to_find_deletes(pair: Pair) -> None:
+    schema = "CREATE TABLE tills (code money PRIMARY KEY, label text, updated_at timestamptz DEFAULT now());"
+    pair.run_prod(schema + "INSERT INTO tills SELECT i, 'till ' || i, '2020-01-01' FROM generate_series(1, 30) i;")
+    pair.run_staging(schema)
+    sync(pair)
+    pair.run_prod("UPDATE tills SET label = 'renamed', updated_at = now() WHERE code = 3::money;")
+    pair.run_prod("DELETE FROM tills WHERE code = 4::money")
+    second = sync(pair)
+    t = second.tables[("public", "tills")]
+    assert (t.production_rows, t.read_rows, t.updated, t.deleted) == (29, 1, 1, 1)
+    assert "every key read to find deletes: the key columns cannot be hashed here" in " | ".join(t.notes)
+    with pair.prod() as prod, pair.staging() as staging:
+        assert table_rows(staging, "tills") == table_rows(prod, "tills")
 
 
 def _reader_with_stats(pair: Pair) -> Endpoint:
