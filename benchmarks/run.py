@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -40,6 +41,7 @@ from sync_assets.demo import data  # noqa: E402
 from sync_assets.localpg import LocalPostgres, free_port  # noqa: E402
 
 PASSWORD = "bench-pw"
+READER, SYNCER = "bench_reader", "bench_syncer"  # production's read-only role; staging's writer
 DEMO_PER_BENCH_SCALE = 33.0  # demo scale 1 is ~30 MB; bench scale 1 ~1 GB
 # Durable like a real server (fsync on); roomy WAL so checkpoints do not dominate.
 SETTINGS = "-c shared_buffers=256MB -c max_wal_size=8GB -c checkpoint_timeout=30min -c max_connections=100"
@@ -70,6 +72,15 @@ class Bench:
             if not server.initialized:
                 server.init()
             server.start(SETTINGS)
+        # The sync runs as users of managed PostgreSQL would: no superuser on either side.
+        with self.prod.connect() as admin:
+            create_role(admin, READER)
+            admin.execute(sql.SQL("GRANT pg_read_all_data TO {}").format(sql.Identifier(READER)))
+        with self.staging.connect() as admin:
+            create_role(admin, SYNCER)
+            admin.execute(
+                sql.SQL("GRANT SET ON PARAMETER session_replication_role TO {}").format(sql.Identifier(SYNCER))
+            )
 
     def stop(self) -> None:
         self.prod.stop()
@@ -99,6 +110,13 @@ class Bench:
             conn.execute(data.SCHEMA)  # keys, indexes, foreign keys: as a real staging keeps them
             add_change_column(conn, production=False)
             conn.execute("INSERT INTO users (email) SELECT 'tester' || i || '@staging' FROM generate_series(1, 200) i")
+            syncer = sql.Identifier(SYNCER)
+            for grant in (
+                "GRANT USAGE, CREATE ON SCHEMA public TO {}",
+                "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {}",
+                "GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {}",
+            ):
+                conn.execute(sql.SQL(grant).format(syncer))
         with self.staging.connect("bare_template") as conn:
             conn.execute(data.SCHEMA)
             add_change_column(conn, production=False)
@@ -109,6 +127,9 @@ class Bench:
         with self.staging.connect() as admin:
             admin.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
             admin.execute(f"CREATE DATABASE {db} TEMPLATE {template}")
+            # For the sync's bookkeeping schema; a database's own grants do not come from its template.
+            grant = sql.SQL("GRANT CREATE ON DATABASE {} TO {}")
+            admin.execute(grant.format(sql.Identifier(db), sql.Identifier(SYNCER)))
 
     def change_one_percent(self, round_: int) -> None:
         """Updates, deletes and inserts, about 1% of the rows; other rows each round."""
@@ -166,7 +187,8 @@ class Bench:
         before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         started = time.monotonic()
         subprocess.run(
-            [sys.executable, "-c", SYNC_SCRIPT, self.prod.url("production"), self.staging.url("staging"), str(config),
+            [sys.executable, "-c", SYNC_SCRIPT, self.prod.url("production", READER, PASSWORD),
+             self.staging.url("staging", SYNCER, PASSWORD), str(config),
              "reconcile" if reconcile else ""],
             check=True, cwd=ROOT, stdout=subprocess.DEVNULL,
         )  # fmt: skip
@@ -178,8 +200,6 @@ class Bench:
 
     def verify(self) -> None:
         """The synced staging holds production's rows (order-independent fingerprint per table)."""
-        from psycopg import sql
-
         fingerprint = sql.SQL("SELECT count(*), sum(hashtextextended(t::text, 0)) FROM {} t")
         with self.prod.connect("production") as prod, self.staging.connect("staging") as staging:
             for table in SYNCED:
@@ -209,10 +229,13 @@ run_sync(Endpoint("production", "DATABASE_URL_PRODUCTION", sys.argv[1]),
 """
 
 
+def create_role(admin: psycopg.Connection, name: str) -> None:
+    if not admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone():
+        admin.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(name), sql.Literal(PASSWORD)))
+
+
 def add_change_column(conn: psycopg.Connection, production: bool) -> None:
     """updated_at on the big tables; production's is kept current by a trigger and indexed."""
-    from psycopg import sql
-
     if production:
         conn.execute(
             "CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql"
@@ -237,8 +260,6 @@ def add_change_column(conn: psycopg.Connection, production: bool) -> None:
 def strip_constraints(conn: psycopg.Connection) -> None:
     """Bare tables for the raw pipe: no keys, no indexes, no generated columns (identity columns stay: COPY
     writes them, and pg_restore sets their sequences)."""
-    from psycopg import sql
-
     catalog = introspect(conn, ["public"])
     for table in catalog.tables.values():
         name = sql.Identifier(table.schema, table.name)
