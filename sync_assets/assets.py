@@ -31,6 +31,7 @@ from dagster import (
 from dagster import AssetChecksDefinition as ChecksDefinition
 from pydantic import Field
 
+from sync_assets import faults
 from sync_assets.catalog import Catalog, Table
 from sync_assets.catalog_cache import LoadedCatalog
 from sync_assets.config import SyncConfig
@@ -288,6 +289,7 @@ def build_sync_assets(
             raise failure from exc
         if result is not None:
             assert result.plan is not None
+            faults.reach("reported")
             if result.orphans:
                 context.log.warning(orphan_summary(result.orphans))
             for tp in result.plan.tables:

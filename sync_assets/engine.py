@@ -12,7 +12,7 @@ import psycopg
 from psycopg import sql
 
 from sync_assets import catalog as catalog_mod
-from sync_assets import incremental
+from sync_assets import faults, incremental
 from sync_assets.config import SyncConfig
 from sync_assets.connections import Endpoint, refuse_same_database, same_database_message, server_identity
 from sync_assets.errors import BusyError, SyncError
@@ -154,11 +154,13 @@ def run_sync(
     shadows: dict[TableKey, ShadowName] = {}
     created_schema = False
     try:
+        faults.reach("connected")
         if control.info.server_version >= 140000:
             # Should this process die while the swap waits on a lock, the server notices within a second
             # and rolls back, instead of holding row locks until the lock comes through.
             control.execute("SET client_connection_check_interval = '1s'")
         acquire_run_lock(control)
+        faults.reach("locked")
         created_schema = ensure_bookkeeping_schema(control)
         leftovers = drop_shadows(control)
         if leftovers:
@@ -169,12 +171,14 @@ def run_sync(
         observation = incremental.observe(prod, production_id, incremental.load_observation(control, production_id))
         begin_snapshot(prod)
         snapshot_id = export_snapshot(prod) if config.workers > 1 else None
+        faults.reach("snapshot_taken")
         production = catalog_mod.introspect(prod, config.schemas)
         staging = catalog_mod.introspect(control, None)
         plan = build_plan(production, staging, config, selection)
         states = incremental.load_states(control)
         plan = incremental.plan_reads(plan, states, observation, config, reconcile)
         result.plan = plan
+        faults.reach("planned")
         for note in plan.notes:
             log(note)
         if not plan.tables:
@@ -187,6 +191,7 @@ def run_sync(
         copied: dict[TableKey, CopyStats] = extract(
             prod, snapshot_id, source, target, list(plan.tables), shadows, config.workers, log
         )
+        faults.reach("extracted")
         prod.execute("COMMIT")
         plan = settle_key_reads(plan, copied)
         result.plan = plan
@@ -210,6 +215,7 @@ def run_sync(
             config.staging_triggers,
         )
         result.swap_seconds = time.monotonic() - swap_started
+        faults.reach("committed")
         result.orphans = swapped.orphans
         result.sequences = swapped.sequences
         done = "rolled back the dry run of" if dry_run else "committed"
@@ -243,5 +249,6 @@ def run_sync(
             pass  # the next run removes them
         prod.close()
         control.close()
+    faults.reach("finished")
     result.seconds = time.monotonic() - started
     return result

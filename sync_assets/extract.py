@@ -14,7 +14,7 @@ import psycopg
 from psycopg import errors as psycopg_errors
 from psycopg import pq, sql
 
-from sync_assets import fingerprints
+from sync_assets import faults, fingerprints
 from sync_assets.connections import Endpoint
 from sync_assets.errors import about_table
 from sync_assets.plan import TableKey, TablePlan
@@ -175,6 +175,7 @@ def copy_rows(
     nbytes = messages = 0
     _start_copy(source, out_stmt, pq.ExecStatus.COPY_OUT, cancelled)
     _start_copy(target, in_stmt, pq.ExecStatus.COPY_IN, cancelled)
+    faults.reach("copy_started")
     try:
         buffer = bytearray()
         get = src.get_copy_data
@@ -192,6 +193,7 @@ def copy_rows(
                 _put(dst, buffer, cancelled)
                 nbytes += len(buffer)
                 buffer = bytearray()
+                faults.reach("copy_streaming")
                 if cancelled is not None and cancelled.is_set():
                     raise Cancelled(label)
                 now = time.monotonic()
@@ -328,6 +330,7 @@ def extract(
             shadow = shadows[plan.table_key]
             with about_table("copying", plan.qualified):
                 result = copy_table(reader, writer, plan, shadow, log, cancelled)
+                faults.reach("table_copied")
             with lock:
                 stats[plan.table_key] = result
             what = f"{result.rows:,} rows"

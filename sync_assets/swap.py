@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
-from sync_assets import fingerprints
+from sync_assets import faults, fingerprints
 from sync_assets.errors import TableFailure, about_table
 from sync_assets.extract import SESSION_SETTINGS
 from sync_assets.outside import OrphanBackup, check_parents_outside, handle_children_outside
@@ -341,6 +341,7 @@ def _apply_rows(
     # Taken before any row changes; after deletes (which can cascade into other tables of the run)
     # the inserts and updates take them again.
     diffs = compute_diffs(0)
+    faults.reach("diffs_computed")
 
     def upserts() -> None:
         if replica:
@@ -376,15 +377,20 @@ def _apply_rows(
 
     if deletes_first:
         deletes()
+        faults.reach("deleted")
         diffs = compute_diffs(1)
         upserts()
+        faults.reach("upserted")
     else:
         upserts()
+        faults.reach("upserted")
         deletes()
+        faults.reach("deleted")
     if replica and not dry:
         written = {tp.table_key: _written_rows(tp, diffs.get(tp.table_key)) for tp in plan.tables}
         updated = {k for k, c in changes.items() if c.updated or c.replaced_whole}
         check_written(cur, plan, written, updated)
+    faults.reach("foreign_keys_checked")
     return changes
 
 
@@ -488,20 +494,25 @@ def swap(
             cur.execute("SET CONSTRAINTS ALL DEFERRED")
             replica, why = use_replica(cur, plan, staging_triggers)
             log(why)
+            faults.reach("swap_begun")
             check_parents_outside(cur, plan, shadows)
             result.orphans = handle_children_outside(cur, plan, shadows, orphans_policy, run_id, log)
+            faults.reach("orphans_handled")
         result.changes = apply_rows(conn, plan, shadows, log, dry_run, replica)
         with conn.cursor() as cur:
             # Deferred constraints are checked now, so a violation fails the run before setval, which no
             # ROLLBACK undoes, moves any sequence.
             with about_table("checking deferred constraints of", ", ".join(t.qualified for t in plan.tables)):
                 cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            faults.reach("constraints_checked")
             for tp in plan.tables:
                 cur.execute(sql.SQL("SELECT count(*) FROM {}").format(tp.target.relation()))
                 result.staging_rows[tp.table_key] = int(cur.fetchone()[0])
             result.sequences = advance_sequences(cur, plan, shadows, apply=not dry_run)
+            faults.reach("sequences_advanced")
             if before_commit is not None:
                 before_commit(cur, result)
+            faults.reach("bookkeeping_written")
         if dry_run:
             raise psycopg.Rollback()
     return result

@@ -1,0 +1,236 @@
+"""Fault injection: a run struck at each named point of its phases (sync_assets/faults.py) by a SIGKILL,
+a terminated staging or production session, or a restarted server, leaves every staging table whole (old
+state before the commit, new state after it), loses no preserved row, and the next run cleans up and
+succeeds.
+
+Production lives on a server of its own here, so restarting it leaves staging's server running.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from sync_assets.connections import PRODUCTION_ENV, STAGING_ENV
+from sync_assets.faults import PAUSE_ENV, POINTS
+from sync_assets_tests import cruise
+from sync_assets_tests.conftest import Pair, grant_reader, snapshot_tables, table_rows
+from sync_assets_tests.pgcluster import PROD_OWNER, PROD_READER, SUPERUSER_PASSWORD, Cluster
+from sync_assets_tests.test_safety import RUNNER, shadow_tables, wait_for
+
+pytestmark = pytest.mark.faults
+
+ALL_STAGING = [*cruise.SYNCED, *cruise.PRESERVED]
+CONFIG = cruise.CONFIG_YAML + "retries: 0\n"
+# Enough rows that a table's COPY sends several buffers, so a run can be struck mid-stream.
+BULK = """
+INSERT INTO webhook_events (received_at, source, payload)
+SELECT timestamptz '2026-05-01 00:00+00' + i * interval '1 second', 'bulk',
+       jsonb_build_object('n', i, 'pad', repeat('x', 200))
+FROM generate_series(1, 12000) i;
+"""
+COMMIT_POINT = POINTS.index("committed")
+_numbers = itertools.count()
+
+
+@dataclass
+class SplitPair(Pair):
+    """Production on a server of its own."""
+
+    prod_cluster: Cluster | None = None
+
+    @property
+    def prod_url(self) -> str:
+        assert self.prod_cluster is not None
+        return self.prod_cluster.url(self.prod_db, PROD_READER)
+
+    def prod(self) -> psycopg.Connection:
+        assert self.prod_cluster is not None
+        return self.prod_cluster.connect(self.prod_db, PROD_OWNER)
+
+
+@pytest.fixture(scope="module")
+def prod_cluster() -> Iterator[Cluster]:
+    c = Cluster.start()
+    template = "tpl_fault_prod"
+    c.create_database(template, PROD_OWNER[0])
+    with c.connect(template, PROD_OWNER) as conn:
+        conn.execute(cruise.SCHEMA)
+        conn.execute(cruise.DATA)
+        conn.execute(cruise.PRODUCTION_CHANGES)
+        conn.execute(BULK)
+        grant_reader(conn)
+    c.mark_template(template)
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.fixture
+def split_pair(cluster: Cluster, prod_cluster: Cluster, cruise_templates: tuple[str, str]) -> Iterator[SplitPair]:
+    n = next(_numbers)
+    pair = SplitPair(cluster, f"fault_prod_{os.getpid()}_{n}", f"fault_staging_{os.getpid()}_{n}", prod_cluster)
+    prod_cluster.create_database(pair.prod_db, PROD_OWNER[0], "tpl_fault_prod")
+    cluster.create_database(pair.staging_db, "staging_owner", cruise_templates[1])
+    yield pair
+    prod_cluster.drop_database(pair.prod_db)
+    cluster.drop_database(pair.staging_db)
+
+
+# -- the faults --------------------------------------------------------------------------------------
+
+
+def _terminate(server: Cluster, dbname: str) -> None:
+    with server.connect() as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
+            " AND application_name = 'sync_assets'",
+            (dbname,),
+        )
+
+
+def _restart(server: Cluster) -> None:
+    server.server.stop("fast")
+    server.server.start()
+
+
+FAULTS: dict[str, Callable[[SplitPair, subprocess.Popen], None]] = {
+    "sigkill": lambda pair, proc: os.killpg(proc.pid, signal.SIGKILL),
+    "staging_session_killed": lambda pair, proc: _terminate(pair.cluster, pair.staging_db),
+    "production_session_killed": lambda pair, proc: _terminate(pair.prod_cluster, pair.prod_db),  # type: ignore[arg-type]
+    "production_restarted": lambda pair, proc: _restart(pair.prod_cluster),  # type: ignore[arg-type]
+    "staging_restarted": lambda pair, proc: _restart(pair.cluster),
+}
+ENGINE_POINTS = [p for p in POINTS if p != "reported"]  # "reported" is Dagster's: test_dagster_faults
+CASES = (
+    [("sigkill", p) for p in ENGINE_POINTS]
+    + [("staging_session_killed", p) for p in ENGINE_POINTS[: COMMIT_POINT + 1]]
+    + [("production_session_killed", p) for p in ENGINE_POINTS[: POINTS.index("extracted") + 1]]
+    + [("production_restarted", p) for p in ("copy_started", "copy_streaming", "table_copied")]
+    + [("staging_restarted", p) for p in ("orphans_handled", "upserted", "bookkeeping_written")]
+)
+
+
+# -- what must hold afterwards -------------------------------------------------------------------------
+
+
+def _preserved_rows(conn: psycopg.Connection) -> dict[str, set[str]]:
+    """Each preserved table's rows, with those its backup table holds."""
+    rows: dict[str, set[str]] = {}
+    for table in cruise.PRESERVED:
+        kept = set(table_rows(conn, table))
+        columns = [
+            r[0]
+            for r in conn.execute(
+                "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped"
+                " ORDER BY attnum",
+                (table,),
+            )
+        ]
+        if conn.execute("SELECT to_regclass(%s)", (f"{table}_backup",)).fetchone()[0] is not None:
+            kept |= set(table_rows(conn, f"{table}_backup", columns))
+        rows[table] = kept
+    return rows
+
+
+def _assert_whole(pair: SplitPair, before: dict[str, list[str]], after_commit: bool) -> None:
+    with pair.staging() as staging, pair.prod() as prod:
+        now = snapshot_tables(staging, ALL_STAGING)
+        new = snapshot_tables(prod, list(cruise.SYNCED))
+        for table in cruise.SYNCED:
+            expected = new[table] if after_commit else before[table]
+            assert now[table] == expected, f"{table} is neither whole old nor whole new"
+        if not after_commit:
+            for table in cruise.PRESERVED:
+                assert now[table] == before[table], table
+            assert staging.execute("SELECT to_regclass('quote_requests_backup')").fetchone()[0] is None
+        kept = _preserved_rows(staging)
+        for table in cruise.PRESERVED:
+            assert set(before[table]) <= kept[table], f"a row of {table} was lost"
+
+
+def _strike(pair: SplitPair, tmp_path: Path, point: str, fault: str) -> tuple[int, str]:
+    folder = tmp_path / "pause"
+    folder.mkdir()
+    config = tmp_path / "sync.yaml"
+    config.write_text(CONFIG)
+    log = tmp_path / "run.log"
+    env = {**os.environ, PRODUCTION_ENV: "", STAGING_ENV: "", PAUSE_ENV: f"{point}@{folder}"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", RUNNER, pair.prod_url, pair.staging_url, str(config)],
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,  # its own process group, as a run worker has
+    )
+    try:
+        wait_for(lambda: (folder / "paused").exists() or proc.poll() is not None, f"the run to reach {point}", 60)
+        assert (folder / "paused").exists(), f"the run ended before {point}:\n{log.read_text()}"
+        FAULTS[fault](pair, proc)
+        (folder / "resume").touch()
+        code = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return code, log.read_text()
+
+
+@pytest.mark.parametrize(("fault", "point"), CASES, ids=[f"{f}@{p}" for f, p in CASES])
+def test_a_struck_run_leaves_staging_whole_and_the_next_run_succeeds(
+    split_pair: SplitPair, tmp_path: Path, fault: str, point: str
+) -> None:
+    with split_pair.staging() as staging:
+        before = snapshot_tables(staging, ALL_STAGING)
+    code, log = _strike(split_pair, tmp_path, point, fault)
+    after_commit = POINTS.index(point) >= COMMIT_POINT
+    if fault == "sigkill":
+        assert code == -signal.SIGKILL
+    elif not after_commit:
+        # The run needed the session it lost: it fails, saying why, and names no password.
+        assert code != 0, log
+        assert "connection" in _final_error(log).lower(), log
+    assert SUPERUSER_PASSWORD not in log and PROD_READER[1] not in log
+    wait_for(lambda: not _sync_sessions(split_pair), "the struck run's sessions to end")
+    _assert_whole(split_pair, before, after_commit)
+
+    logs: list[str] = []
+    split_pair.sync(CONFIG, log=logs.append)
+    assert shadow_tables(split_pair) == []
+    with split_pair.staging() as staging:
+        assert staging.execute("SELECT count(*) FROM pg_class WHERE relpersistence = 't'").fetchone()[0] == 0
+    _assert_whole(split_pair, before, after_commit=True)
+
+
+def _final_error(log: str) -> str:
+    """The exception a run ended with: the lines after its traceback's frames."""
+    lines = log[log.rfind("Traceback") :].splitlines()[1:]
+    first = next(i for i, line in enumerate(lines) if not line.startswith(" "))
+    return "\n".join(lines[first:])
+
+
+def _sync_sessions(pair: SplitPair) -> list[int]:
+    with pair.cluster.connect() as admin:
+        return [
+            r[0]
+            for r in admin.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND application_name = 'sync_assets'",
+                (pair.staging_db,),
+            )
+        ]
+
+
+def test_every_point_is_struck() -> None:
+    """The cases cover every point of the engine at least once, and at least twenty in all."""
+    assert {p for _, p in CASES} == set(ENGINE_POINTS)
+    assert len(ENGINE_POINTS) >= 19 and len(CASES) >= 40
