@@ -24,6 +24,7 @@ from dagster import (
     Jitter,
     MaterializeResult,
     MetadataValue,
+    OpExecutionContext,
     RetryPolicy,
     multi_asset,
     multi_asset_check,
@@ -36,7 +37,7 @@ from sync_assets.catalog import Catalog, Table
 from sync_assets.catalog_cache import LoadedCatalog
 from sync_assets.config import SyncConfig
 from sync_assets.connections import Endpoint
-from sync_assets.engine import SyncResult, run_sync
+from sync_assets.engine import WARNING_PREFIX, SyncResult, run_sync
 from sync_assets.errors import ConfigError, SyncError
 from sync_assets.failures import failure_for
 from sync_assets.plan import Roles, TableKey, qualified, resolve_modes, resolve_roles
@@ -48,6 +49,18 @@ ROW_COUNT_CHECK = "row_count_matches"
 NO_ORPHANS_CHECK = "no_orphans"
 SYNC_OP_NAME = "sync_staging"
 KIND = "postgres"
+
+
+def run_log(context: AssetExecutionContext | OpExecutionContext) -> Callable[[str], None]:
+    """The engine's log lines into Dagster's: its warnings as warnings."""
+
+    def log(message: str) -> None:
+        if message.startswith(WARNING_PREFIX):
+            context.log.warning(message.removeprefix(WARNING_PREFIX))
+        else:
+            context.log.info(message)
+
+    return log
 
 
 def _dagster_name(name: str) -> str:
@@ -280,7 +293,7 @@ def build_sync_assets(
         try:
             if selected:
                 result = run_sync(
-                    source, target, run_config, selected, log=context.log.info, reconcile=config.reconcile
+                    source, target, run_config, selected, log=run_log(context), reconcile=config.reconcile
                 )
         except Exception as exc:
             failure = failure_for(exc, source, target)

@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from sync_assets.connections import SessionLimits
 from sync_assets.errors import ConfigError
 
 CONFIG_ENV = "SYNC_ASSETS_CONFIG"
@@ -22,8 +23,8 @@ MODES = ("mirror", "merge", "incremental")
 # PostgreSQL's own spelling of a duration setting: a number with an optional unit.
 _DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|min)?\s*$")
 # Longer spans (the incremental overlap, the full reconciliation period) may also count hours and days.
-_SPAN = re.compile(r"^\s*(\d+)\s*(s|min|h|d)\s*$")
-_SPAN_UNITS = {"s": "seconds", "min": "minutes", "h": "hours", "d": "days"}
+_SPAN = re.compile(r"^\s*(\d+)\s*(ms|s|min|h|d)\s*$")
+_SPAN_UNITS = {"ms": "milliseconds", "s": "seconds", "min": "minutes", "h": "hours", "d": "days"}
 
 
 @dataclass(frozen=True, order=True)
@@ -59,7 +60,20 @@ class SyncConfig:
     # auto: rows are written with staging's triggers off (foreign keys then checked once per key) where
     # the staging role may; skip: that, or fail; fire: triggers fire, foreign keys checked row by row.
     staging_triggers: str = "auto"
+    # Limits: connecting, any one statement (None: no limit), a session idle inside a transaction, the run.
+    connect_timeout: timedelta = timedelta(seconds=10)
+    statement_timeout: timedelta | None = timedelta(hours=1)
+    idle_in_transaction_timeout: timedelta = timedelta(minutes=5)
+    max_runtime: timedelta | None = timedelta(minutes=30)
     source: str = field(default="defaults", compare=False)
+
+    def session_limits(self) -> SessionLimits:
+        ms = lambda span: int(span.total_seconds() * 1000)  # noqa: E731
+        return SessionLimits(
+            connect_seconds=max(2, int(self.connect_timeout.total_seconds())),
+            statement_ms=ms(self.statement_timeout) if self.statement_timeout is not None else 0,
+            idle_in_transaction_ms=ms(self.idle_in_transaction_timeout),
+        )
 
 
 _KEYS = {
@@ -77,6 +91,10 @@ _KEYS = {
     "incremental_overlap",
     "reconcile_every",
     "staging_triggers",
+    "connect_timeout",
+    "statement_timeout",
+    "idle_in_transaction_timeout",
+    "max_runtime",
 }
 
 
@@ -195,6 +213,18 @@ def parse_config(data: Any, where: str = "config") -> SyncConfig:
     triggers = data.get("staging_triggers", "auto")
     if triggers not in TRIGGER_SETTINGS:
         raise ConfigError(f"{where}: 'staging_triggers' must be one of {', '.join(TRIGGER_SETTINGS)}, got {triggers!r}")
+    limits = {
+        key: _span(data.get(key, default), key, where, allow_never=key in ("statement_timeout", "max_runtime"))
+        for key, default in (
+            ("connect_timeout", "10s"),
+            ("statement_timeout", "1h"),
+            ("idle_in_transaction_timeout", "5min"),
+            ("max_runtime", "30min"),
+        )
+    }
+    for key, span in limits.items():
+        if span is not None and span <= timedelta(0):
+            raise ConfigError(f"{where}: '{key}' must be longer than zero, got {data.get(key)!r}")
     preserve = _table_refs(data.get("preserve"), "preserve", where)
     exclude = _table_refs(data.get("exclude"), "exclude", where)
     both = sorted(set(preserve) & set(exclude))
@@ -216,6 +246,10 @@ def parse_config(data: Any, where: str = "config") -> SyncConfig:
         incremental_overlap=overlap or timedelta(0),
         reconcile_every=reconcile,
         staging_triggers=triggers,
+        connect_timeout=limits["connect_timeout"] or timedelta(seconds=10),
+        statement_timeout=limits["statement_timeout"],
+        idle_in_transaction_timeout=limits["idle_in_transaction_timeout"] or timedelta(minutes=5),
+        max_runtime=limits["max_runtime"],
         source=where,
     )
 

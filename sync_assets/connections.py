@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 import psycopg
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from sync_assets.errors import ConfigError, ConnectError, SyncError, redact
@@ -18,12 +19,25 @@ DEFAULT_CONNECT_TIMEOUT = 10
 
 
 @dataclass(frozen=True)
+class SessionLimits:
+    """Timeouts of every session the sync opens (config: connect_timeout, statement_timeout,
+    idle_in_transaction_timeout; lock_timeout applies to the swap alone)."""
+
+    connect_seconds: int = DEFAULT_CONNECT_TIMEOUT
+    statement_ms: int = 3_600_000
+    # A sync process that hangs mid-transaction holds row locks on staging and an old snapshot on
+    # production (which keeps vacuum from removing dead rows there): the server ends such sessions.
+    idle_in_transaction_ms: int = 300_000
+
+
+@dataclass(frozen=True)
 class Endpoint:
     """One side of the sync: where it is and how to talk about it without leaking the password."""
 
     side: str  # "production" or "staging"
     env_var: str
     url: str = field(repr=False)  # holds the password
+    limits: SessionLimits = SessionLimits()
 
     def __post_init__(self) -> None:
         if not self.url or not self.url.strip():
@@ -86,18 +100,31 @@ class Endpoint:
         """
         extra: dict[str, str] = {"application_name": APPLICATION_NAME}
         if "connect_timeout" not in self.params:
-            extra["connect_timeout"] = str(timeout or DEFAULT_CONNECT_TIMEOUT)
+            extra["connect_timeout"] = str(timeout or self.limits.connect_seconds)
         try:
             conn = psycopg.connect(make_conninfo(self.url, **extra), autocommit=autocommit)
         except psycopg.Error as exc:
             raise ConnectError(self._explain(exc)) from None
         try:
+            # Set in the session, not the startup packet: poolers reject unknown startup options.
+            conn.execute(sql.SQL("SET statement_timeout = {}").format(self.limits.statement_ms))
+            conn.execute(
+                sql.SQL("SET idle_in_transaction_session_timeout = {}").format(self.limits.idle_in_transaction_ms)
+            )
             if self.side == "production":
-                # Set in the session, not the startup packet: poolers reject unknown startup options.
                 conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
                 conn.execute("SET default_transaction_read_only = on")
                 if not autocommit:
                     conn.commit()  # a SET rolled back with its transaction would be undone
+                # Verified, not assumed: nothing this session runs can write to production.
+                read_only = conn.execute("SHOW transaction_read_only").fetchone()
+                if not autocommit:
+                    conn.rollback()
+                if read_only is None or read_only[0] != "on":
+                    raise SyncError(f"the production session at {self.describe()} could not be made read-only")
+        except SyncError:
+            conn.close()
+            raise
         except psycopg.Error as exc:
             conn.close()
             raise ConnectError(self._explain(exc)) from None

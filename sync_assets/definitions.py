@@ -65,7 +65,8 @@ def build_definitions(
         JOB_NAME,
         selection=AssetSelection.assets(*built.synced.values()) | AssetSelection.checks(*built.orphan_checks),
         description="Sync production into staging: one snapshot, one swap transaction, then the checks.",
-        tags={"sync_assets/lock": "staging"},
+        # Run monitoring (dagster.yaml) terminates a run past its maximum runtime; the swap then rolls back.
+        tags={"sync_assets/lock": "staging", **_max_runtime_tag(layout_config)},
     )
     dry_run = build_dry_run_job(list(built.synced), config_loader)
     production = ProductionDatabase(url=production_url if production_url is not None else EnvVar(PRODUCTION_ENV))
@@ -78,6 +79,12 @@ def build_definitions(
         sensors=[build_sensor(job, built.synced, layout_config), *build_notification_sensors([job])],
         resources={"production": production, "staging": staging},
     )
+
+
+def _max_runtime_tag(config: SyncConfig) -> dict[str, str]:
+    if config.max_runtime is None:
+        return {}
+    return {"dagster/max_runtime": str(int(config.max_runtime.total_seconds()))}
 
 
 defs = build_definitions()

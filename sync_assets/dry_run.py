@@ -5,6 +5,7 @@ staging is left as it was."""
 from dagster import Config, Failure, MetadataValue, OpExecutionContext, Output, job, op
 from pydantic import Field
 
+from sync_assets.assets import run_log
 from sync_assets.config import SyncConfig
 from sync_assets.connections import Endpoint
 from sync_assets.engine import run_sync
@@ -42,7 +43,7 @@ def build_dry_run_job(synced: list[TableKey], config_loader):
         try:
             endpoints = [production.endpoint(), staging.endpoint()]
             run_config: SyncConfig = config_loader()
-            result = run_sync(*endpoints, run_config, selection, log=context.log.info, dry_run=True)
+            result = run_sync(*endpoints, run_config, selection, log=run_log(context), dry_run=True)
         except Exception as exc:
             raise failure_for(exc, *endpoints) from None
         markdown = plan_markdown(result)

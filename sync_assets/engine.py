@@ -12,7 +12,7 @@ import psycopg
 from psycopg import sql
 
 from sync_assets import catalog as catalog_mod
-from sync_assets import faults, incremental
+from sync_assets import faults, incremental, privileges
 from sync_assets.config import SyncConfig
 from sync_assets.connections import Endpoint, refuse_same_database, same_database_message, server_identity
 from sync_assets.errors import BusyError, SyncError
@@ -55,6 +55,10 @@ class SyncResult:
     seconds: float = 0.0
     plan: SyncPlan | None = None
     dry_run: bool = False
+    warnings: list[str] = field(default_factory=list)  # e.g. production's role could write
+
+
+WARNING_PREFIX = "warning: "
 
 
 def _default_log(message: str) -> None:
@@ -150,6 +154,8 @@ def run_sync(
     started = time.monotonic()
     run_id = uuid.uuid4().hex
     result = SyncResult(run_id=run_id, dry_run=dry_run)
+    source = replace(source, limits=config.session_limits())
+    target = replace(target, limits=config.session_limits())
     prod, control = connect_both(source, target)
     shadows: dict[TableKey, ShadowName] = {}
     created_schema = False
@@ -159,6 +165,7 @@ def run_sync(
             # Should this process die while the swap waits on a lock, the server notices within a second
             # and rolls back, instead of holding row locks until the lock comes through.
             control.execute("SET client_connection_check_interval = '1s'")
+        privileges.check_staging_writable(control)
         acquire_run_lock(control)
         faults.reach("locked")
         created_schema = ensure_bookkeeping_schema(control)
@@ -178,6 +185,10 @@ def run_sync(
         states = incremental.load_states(control)
         plan = incremental.plan_reads(plan, states, observation, config, reconcile)
         result.plan = plan
+        result.warnings = privileges.check_production(prod, plan)
+        for warning in result.warnings:
+            log(f"{WARNING_PREFIX}{warning}")
+        privileges.check_staging(control, plan, config.orphans)
         faults.reach("planned")
         for note in plan.notes:
             log(note)

@@ -34,10 +34,6 @@ SESSION_SETTINGS = (
     "SET TimeZone = 'UTC'",
     # Row-level security would silently filter what COPY reads; off, PostgreSQL refuses instead.
     "SET row_security = off",
-    # A COPY of a large table outlasts a server's default statement_timeout, and the snapshot's
-    # exporting session sits idle in its transaction while the other readers copy.
-    "SET statement_timeout = 0",
-    "SET idle_in_transaction_session_timeout = 0",
 )
 
 Log = Callable[[str], None]
@@ -356,6 +352,8 @@ def extract(
             reader.close()
 
     prepare_session(lead)
+    # The snapshot's exporting session sits idle in its transaction while other readers finish theirs.
+    lead.execute("SET idle_in_transaction_session_timeout = 0")
     n_helpers = min(workers, len(tables)) - 1 if snapshot_id else 0
     if n_helpers <= 0:
         with target.connect() as writer:

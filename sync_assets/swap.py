@@ -310,13 +310,18 @@ def _unlink_removed(cur: psycopg.Cursor, tp: TablePlan, shadow: sql.Identifier) 
     )
 
 
-def _written_rows(tp: TablePlan, diff: _Diff | None) -> sql.Composable:
+def _written_rows(tp: TablePlan, diff: _Diff | None, shadow: sql.Identifier) -> sql.Composable:
     """The rows an upsert of this table wrote, as a relation for FROM: the diff's inserted and updated
-    keys where it has them, else (replaced whole, was empty, cycle links) the whole table."""
+    keys where it has them, else (replaced whole, was empty, cycle links) the whole table.
+
+    Their foreign-key values are the shadow's when the sync copies every foreign-key column: read there,
+    a few changed rows are checked without a pass over a large table."""
     if diff is None or diff.marks is None or tp.deferred_columns:
         return tp.target.relation()
-    return sql.SQL("(SELECT c.* FROM {rel} c JOIN {marks} d ON d.sync_op IN ('i', 'u') AND {match})").format(
-        rel=tp.target.relation(), marks=diff.marks, match=match("d", tp.key, "c", tp.key)
+    copied = all(c in tp.columns for fk in tp.target.foreign_keys for c in fk.columns)
+    rows = shadow if copied else tp.target.relation()
+    return sql.SQL("(SELECT c.* FROM {rows} c JOIN {marks} d ON d.sync_op IN ('i', 'u') AND {match})").format(
+        rows=rows, marks=diff.marks, match=match("d", tp.key, "c", tp.key)
     )
 
 
@@ -387,7 +392,9 @@ def _apply_rows(
         deletes()
         faults.reach("deleted")
     if replica and not dry:
-        written = {tp.table_key: _written_rows(tp, diffs.get(tp.table_key)) for tp in plan.tables}
+        written = {
+            tp.table_key: _written_rows(tp, diffs.get(tp.table_key), shadows[tp.table_key]) for tp in plan.tables
+        }
         updated = {k for k, c in changes.items() if c.updated or c.replaced_whole}
         check_written(cur, plan, written, updated)
     faults.reach("foreign_keys_checked")

@@ -15,6 +15,7 @@ import psycopg
 import pytest
 import requests
 import yaml
+from psycopg import sql
 
 from sync_assets.config import SyncConfig, parse_config
 from sync_assets.connections import PRODUCTION_ENV, STAGING_ENV, Endpoint
@@ -144,19 +145,22 @@ def cruise_pair(cluster: Cluster, cruise_templates: tuple[str, str]) -> Iterator
     cluster.drop_database(p.staging_db)
 
 
-def table_rows(conn: psycopg.Connection, table: str, columns: list[str] | None = None) -> list[str]:
-    """Every row as text, sorted: equal lists mean equal tables, duplicates included."""
+def table_rows(conn: psycopg.Connection, table: str | sql.Composable, columns: list[str] | None = None) -> list[str]:
+    """Every row as text, sorted: equal lists mean equal tables, duplicates included.
+
+    table: a name as SQL spells it (`pricing`, `"Sales Data"."Order"`), or an sql.Identifier."""
+    name = table if isinstance(table, sql.Composable) else sql.SQL(table)
     if columns is None:
         columns = [
             r[0]
             for r in conn.execute(
                 "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0"
                 " AND NOT attisdropped ORDER BY attnum",
-                (table,),
+                (name.as_string(conn),),
             )
         ]
-    cols = ", ".join(f'"{c}"' for c in columns)
-    return [r[0] for r in conn.execute(f"SELECT ROW({cols})::text FROM {table} ORDER BY 1")]
+    row = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+    return [r[0] for r in conn.execute(sql.SQL("SELECT ROW({})::text FROM {} ORDER BY 1").format(row, name))]
 
 
 def snapshot_tables(conn: psycopg.Connection, tables: list[str]) -> dict[str, list[str]]:

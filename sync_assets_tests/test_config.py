@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from sync_assets.config import SyncConfig, TableRef, load_config, parse_config
+from sync_assets.connections import SessionLimits
 from sync_assets.errors import ConfigError
 
 
@@ -42,6 +44,25 @@ def test_full_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert parse_config({"lock_timeout": 1500}).lock_timeout == "1500ms"
 
 
+def test_limits_default_and_configured() -> None:
+    assert SyncConfig().session_limits() == SessionLimits(
+        connect_seconds=10, statement_ms=3_600_000, idle_in_transaction_ms=300_000
+    )
+    assert SyncConfig().max_runtime == timedelta(minutes=30)
+    config = parse_config(
+        {
+            "connect_timeout": "5s",
+            "statement_timeout": "never",
+            "idle_in_transaction_timeout": "90s",
+            "max_runtime": "2h",
+        }
+    )
+    assert config.session_limits() == SessionLimits(connect_seconds=5, statement_ms=0, idle_in_transaction_ms=90_000)
+    assert config.max_runtime == timedelta(hours=2)
+    assert parse_config({"statement_timeout": "250ms"}).session_limits().statement_ms == 250
+    assert parse_config({"max_runtime": "never"}).max_runtime is None
+
+
 @pytest.mark.parametrize(
     ("data", "fragment"),
     [
@@ -58,6 +79,10 @@ def test_full_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         ({"retries": -1}, "'retries' must be a whole number from 0 to 20"),
         ({"retry_delay_seconds": "x"}, "'retry_delay_seconds' must be a number >= 0"),
         ({"preserve": ["users"], "exclude": ["users"]}, "table users is listed under both 'preserve' and 'exclude'"),
+        ({"statement_timeout": "0s"}, "'statement_timeout' must be longer than zero, got '0s'"),
+        ({"connect_timeout": "never"}, "'connect_timeout' must be a duration such as '90s'"),
+        ({"idle_in_transaction_timeout": 5}, "'idle_in_transaction_timeout' must be a duration such as '90s'"),
+        ({"max_runtime": "30 minutes"}, "'max_runtime' must be a duration such as '90s', '5min', '2h' or '7d' or 'nev"),
         (["public"], "the config must be a mapping of settings, got list"),
     ],
 )

@@ -1,0 +1,115 @@
+"""Dagster runs under faults: a run terminated mid-swap rolls back and lets go of staging, and no password
+reaches anything Dagster stores or prints, for failing and succeeding runs alike."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import quote
+
+import psycopg
+import pytest
+
+from sync_assets.faults import PAUSE_ENV
+from sync_assets_tests import cruise
+from sync_assets_tests.conftest import ROOT, Pair, snapshot_tables, table_rows
+from sync_assets_tests.pgcluster import PROD_READER, STAGING_OWNER, SUPERUSER_PASSWORD
+from sync_assets_tests.test_safety import ALL_STAGING, shadow_tables, wait_for
+
+pytestmark = [pytest.mark.faults, pytest.mark.slow]
+
+DAGSTER = str(Path(sys.executable).with_name("dagster"))
+EXECUTE = [DAGSTER, "job", "execute", "-m", "sync_assets.definitions", "-j", "sync_job"]
+
+
+def _sessions(pair: Pair) -> list[int]:
+    with pair.cluster.connect() as admin:
+        return [
+            r[0]
+            for r in admin.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND application_name = 'sync_assets'",
+                (pair.staging_db,),
+            )
+        ]
+
+
+def _run_statuses(env: dict[str, str]) -> list[str]:
+    url = env["DAGSTER_POSTGRES_URL"].replace("postgresql+psycopg2://", "postgresql://")
+    with psycopg.connect(url) as conn:
+        return [r[0] for r in conn.execute("SELECT status FROM runs ORDER BY create_timestamp")]
+
+
+def test_a_run_terminated_mid_swap_rolls_back_and_lets_go_of_staging(
+    cruise_pair: Pair, dagster_env: dict[str, str], tmp_path: Path
+) -> None:
+    with cruise_pair.staging() as staging:
+        before = snapshot_tables(staging, ALL_STAGING)
+    pause = tmp_path / "pause"
+    pause.mkdir()
+    env = {**dagster_env, PAUSE_ENV: f"upserted@{pause}"}
+    log = tmp_path / "run.log"
+    proc = subprocess.Popen(EXECUTE, env=env, cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT,
+                            start_new_session=True)  # fmt: skip
+    try:
+        wait_for(lambda: (pause / "paused").exists() or proc.poll() is not None, "the swap to write rows", 120)
+        assert (pause / "paused").exists(), log.read_text()[-3000:]
+        # What Dagster's run termination delivers to a run worker and its step processes: an interrupt.
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    output = log.read_text()
+    assert proc.returncode != 0, output[-3000:]
+    assert _run_statuses(dagster_env) in (["CANCELED"], ["FAILURE"]), output[-3000:]
+    # Its sessions end with the run: nothing keeps holding staging's row locks.
+    wait_for(lambda: not _sessions(cruise_pair), "the terminated run's sessions to end", 30)
+    with cruise_pair.staging() as staging:
+        assert snapshot_tables(staging, ALL_STAGING) == before
+
+    again = subprocess.run(EXECUTE, env=dagster_env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
+    assert shadow_tables(cruise_pair) == []
+    with cruise_pair.prod() as prod, cruise_pair.staging() as staging:
+        for table in cruise.SYNCED:
+            assert table_rows(staging, table) == table_rows(prod, table), table
+
+
+def test_no_password_in_dagster_storage_logs_or_output_of_failing_and_succeeding_runs(
+    cruise_pair: Pair, dagster_env: dict[str, str]
+) -> None:
+    wrong = "wrong-S3cret-pw"
+    bad_url = cruise_pair.cluster.url(cruise_pair.staging_db, (STAGING_OWNER[0], wrong))
+    failing = subprocess.run(
+        EXECUTE, env={**dagster_env, "DATABASE_URL_STAGING": bad_url}, cwd=ROOT, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert failing.returncode != 0
+    assert "rejected the password for user 'staging_owner'" in failing.stdout + failing.stderr
+    succeeding = subprocess.run(EXECUTE, env=dagster_env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert succeeding.returncode == 0, (succeeding.stdout + succeeding.stderr)[-3000:]
+    assert _run_statuses(dagster_env) == ["FAILURE", "SUCCESS"]
+
+    stored = [failing.stdout, failing.stderr, succeeding.stdout, succeeding.stderr]
+    url = dagster_env["DAGSTER_POSTGRES_URL"].replace("postgresql+psycopg2://", "postgresql://")
+    with psycopg.connect(url) as conn:
+        tables = [r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+        for table in tables:
+            rows = conn.execute(
+                psycopg.sql.SQL("SELECT coalesce(string_agg(t::text, ' '), '') FROM {} t").format(
+                    psycopg.sql.Identifier(table)
+                )
+            ).fetchone()
+            stored.append(rows[0])
+    assert any("STEP_FAILURE" in text for text in stored) and any("ASSET_MATERIALIZATION" in text for text in stored)
+    for path in Path(dagster_env["DAGSTER_HOME"]).rglob("*"):
+        if path.is_file():
+            stored.append(path.read_text(errors="replace"))
+    passwords = (wrong, STAGING_OWNER[1], PROD_READER[1], SUPERUSER_PASSWORD)
+    for secret in {*passwords, *(quote(p, safe="") for p in passwords)}:  # as typed, and as URLs spell them
+        leaks = [text[max(0, text.find(secret) - 200) : text.find(secret) + 50] for text in stored if secret in text]
+        assert leaks == [], f"{secret!r} leaked: {leaks[:2]}"
