@@ -58,9 +58,8 @@ def staging_keys_after(conn: psycopg.Connection, plan: TablePlan, shadow: sql.Id
     )
     # The changed rows are few against the table: probe its key index for each rather than hash it whole,
     # which the planner picks on staging's stale statistics. Without such an index, the planner decides.
-    indexed = {frozenset(k) for k in (plan.target.primary_key, *plan.target.unique_keys)}
     probe = ("SET LOCAL enable_hashjoin = off", "SET LOCAL enable_mergejoin = off")
-    found = _fetch(conn, query, probe if frozenset(plan.key) in indexed else ())
+    found = _fetch(conn, query, probe if plan.key_indexed else ())
     return None if found is None else (found[0], found[1])
 
 

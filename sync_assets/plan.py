@@ -179,6 +179,12 @@ class TablePlan:
         return self.target.key
 
     @property
+    def key_indexed(self) -> bool:
+        """Staging has a unique index on exactly the row key: finding a row by key is one index probe."""
+        indexed = {frozenset(k) for k in (self.target.primary_key, *self.target.unique_keys)}
+        return bool(self.key) and frozenset(self.key) in indexed
+
+    @property
     def qualified(self) -> str:
         return self.target.qualified
 

@@ -313,3 +313,26 @@ def test_staging_rows_with_a_null_key_are_removed(pair: Pair) -> None:
     result = pair.sync()
     assert_equal(pair, "t")
     assert result.tables[("public", "t")].deleted == 1
+
+
+def test_a_few_changed_rows_of_a_big_table_are_updated_by_key_probes(pair: Pair, monkeypatch) -> None:
+    from sync_assets import swap
+
+    both(pair, "CREATE TABLE big (id int PRIMARY KEY, v text, n numeric)")
+    pair.run_prod("INSERT INTO big SELECT i, 'v' || i, i * 1.5 FROM generate_series(1, 5000) i")
+    pair.sync()
+    pair.run_staging("ANALYZE big")  # the planner's row estimate, which decides the way
+    pair.run_prod("UPDATE big SET v = 'changed', n = n + 1 WHERE id % 1000 = 7; DELETE FROM big WHERE id = 1")
+    decided: list[bool] = []
+    decide = swap._few_changed
+
+    def spy(*args: object) -> bool:
+        decided.append(decide(*args))  # type: ignore[arg-type]
+        return decided[-1]
+
+    monkeypatch.setattr(swap, "_few_changed", spy)
+    result = pair.sync()
+    assert decided == [True]
+    t = result.tables[("public", "big")]
+    assert (t.updated, t.deleted, t.inserted) == (5, 1, 0)
+    assert_equal(pair, "big")

@@ -240,9 +240,7 @@ def test_readers_see_whole_states_and_an_application_keeps_writing_during_syncs(
     print(f"worst staging reader latency during 3 syncs: {worst[0] * 1000:.1f} ms over {len(written)} writes")
 
 
-def test_a_lock_held_past_lock_timeout_is_retried_with_backoff_until_it_goes(
-    cruise_pair: Pair, tmp_path: Path
-) -> None:
+def test_a_lock_held_past_lock_timeout_is_retried_with_backoff_until_it_goes(cruise_pair: Pair, tmp_path: Path) -> None:
     config = parse_config(
         yaml.safe_load(cruise.CONFIG_YAML + "lock_timeout: 300ms\nretries: 6\nretry_delay_seconds: 0.2\n")
     )
