@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -208,9 +209,16 @@ class Webserver:
 
 @pytest.fixture
 def webserver(dagster_env: dict[str, str], tmp_path: Path) -> Iterator[Webserver]:
+    with serve(dagster_env, tmp_path) as server:
+        yield server
+
+
+@contextmanager
+def serve(env: dict[str, str], tmp_path: Path) -> Iterator[Webserver]:
+    """`dagster dev` on a free port with this environment, until the block ends."""
     port = free_port()
     log = (tmp_path / "dagster_dev.log").open("w")
-    proc = start_group(dagster_dev(port, ROOT / "workspace.yaml"), dagster_env, ROOT, log)
+    proc = start_group(dagster_dev(port, ROOT / "workspace.yaml"), env, ROOT, log)
     try:
         deadline = time.monotonic() + 180
         while True:

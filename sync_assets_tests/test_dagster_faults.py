@@ -12,10 +12,11 @@ from urllib.parse import quote
 
 import psycopg
 import pytest
+from dagster_graphql import DagsterGraphQLClient
 
 from sync_assets.faults import PAUSE_ENV
 from sync_assets_tests import cruise
-from sync_assets_tests.conftest import ROOT, Pair, snapshot_tables, table_rows
+from sync_assets_tests.conftest import ROOT, Pair, serve, snapshot_tables, table_rows
 from sync_assets_tests.pgcluster import PROD_READER, STAGING_OWNER, SUPERUSER_PASSWORD
 from sync_assets_tests.test_safety import ALL_STAGING, shadow_tables, wait_for
 
@@ -42,19 +43,23 @@ def _run_statuses(env: dict[str, str]) -> list[str]:
         return [r[0] for r in conn.execute("SELECT status FROM runs ORDER BY create_timestamp")]
 
 
-def test_a_run_terminated_mid_swap_rolls_back_and_lets_go_of_staging(
-    cruise_pair: Pair, dagster_env: dict[str, str], tmp_path: Path
+@pytest.mark.parametrize("point", ["upserted", "reported"])
+def test_a_terminated_run_rolls_back_or_keeps_its_commit_and_lets_go_of_staging(
+    cruise_pair: Pair, dagster_env: dict[str, str], tmp_path: Path, point: str
 ) -> None:
+    """Terminated mid-swap, the run rolls back; terminated while reporting, its committed swap stands."""
     with cruise_pair.staging() as staging:
         before = snapshot_tables(staging, ALL_STAGING)
+    with cruise_pair.prod() as prod:
+        new = {table: table_rows(prod, table) for table in cruise.SYNCED}
     pause = tmp_path / "pause"
     pause.mkdir()
-    env = {**dagster_env, PAUSE_ENV: f"upserted@{pause}"}
+    env = {**dagster_env, PAUSE_ENV: f"{point}@{pause}"}
     log = tmp_path / "run.log"
     proc = subprocess.Popen(EXECUTE, env=env, cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT,
                             start_new_session=True)  # fmt: skip
     try:
-        wait_for(lambda: (pause / "paused").exists() or proc.poll() is not None, "the swap to write rows", 120)
+        wait_for(lambda: (pause / "paused").exists() or proc.poll() is not None, f"the run to reach {point}", 120)
         assert (pause / "paused").exists(), log.read_text()[-3000:]
         # What Dagster's run termination delivers to a run worker and its step processes: an interrupt.
         os.killpg(proc.pid, signal.SIGINT)
@@ -69,7 +74,11 @@ def test_a_run_terminated_mid_swap_rolls_back_and_lets_go_of_staging(
     # Its sessions end with the run: nothing keeps holding staging's row locks.
     wait_for(lambda: not _sessions(cruise_pair), "the terminated run's sessions to end", 30)
     with cruise_pair.staging() as staging:
-        assert snapshot_tables(staging, ALL_STAGING) == before
+        now = snapshot_tables(staging, ALL_STAGING)
+    if point == "upserted":
+        assert now == before
+    else:
+        assert {table: now[table] for table in cruise.SYNCED} == new
 
     again = subprocess.run(EXECUTE, env=dagster_env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
@@ -113,3 +122,23 @@ def test_no_password_in_dagster_storage_logs_or_output_of_failing_and_succeeding
     for secret in {*passwords, *(quote(p, safe="") for p in passwords)}:  # as typed, and as URLs spell them
         leaks = [text[max(0, text.find(secret) - 200) : text.find(secret) + 50] for text in stored if secret in text]
         assert leaks == [], f"{secret!r} leaked: {leaks[:2]}"
+
+
+def test_a_run_terminated_from_dagster_mid_swap_rolls_back_promptly(
+    cruise_pair: Pair, dagster_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Through the real thing: `dagster dev`, the run launched and then terminated over GraphQL."""
+    with cruise_pair.staging() as staging:
+        before = snapshot_tables(staging, ALL_STAGING)
+    pause = tmp_path / "pause"
+    pause.mkdir()
+    with serve({**dagster_env, PAUSE_ENV: f"upserted@{pause}"}, tmp_path) as server:
+        client = DagsterGraphQLClient("127.0.0.1", port_number=server.port)
+        run_id = client.submit_job_execution("sync_job", repository_location_name="sync_assets")
+        wait_for(lambda: (pause / "paused").exists(), "the swap to write rows", 180)
+        client.terminate_run(run_id)
+        wait_for(lambda: client.get_run_status(run_id).value in ("CANCELED", "FAILURE"), "the run to end", 120)
+        assert client.get_run_status(run_id).value == "CANCELED"
+        wait_for(lambda: not _sessions(cruise_pair), "the terminated run's sessions to end", 30)
+    with cruise_pair.staging() as staging:
+        assert snapshot_tables(staging, ALL_STAGING) == before
