@@ -100,11 +100,11 @@ def about_table(action: str, table: str) -> Iterator[None]:
         primary = diag.message_primary or str(exc).splitlines()[0]
         detail = f" ({diag.message_detail})" if diag.message_detail else ""
         state = f" [SQLSTATE {exc.sqlstate}]" if exc.sqlstate else ""
-        hint = (
-            "; grant the database role the missing privilege (README.md, 'Privileges')"
-            if exc.sqlstate == "42501"
-            else ""
-        )
+        hint = ""
+        if exc.sqlstate == "42501":
+            hint = "; grant the database role the missing privilege (README.md, 'Privileges')"
+        elif exc.sqlstate == "57014" and "statement timeout" in primary:
+            hint = "; raise 'statement_timeout' in the config if such a statement may take longer"
         raise TableFailure(
             f"{action} {table} failed, staging left unchanged: {primary}{detail}{state}{hint}", exc
         ) from exc

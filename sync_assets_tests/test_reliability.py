@@ -47,6 +47,7 @@ def test_a_statement_past_statement_timeout_fails_and_changes_nothing(cruise_pai
     with staging_row_lock(cruise_pair, PRICING_LOCK), pytest.raises(TableFailure) as err:
         cruise_pair.sync(PATIENT + "statement_timeout: 700ms\n")
     assert "canceling statement due to statement timeout" in str(err.value)
+    assert str(err.value).endswith("; raise 'statement_timeout' in the config if such a statement may take longer")
     assert str(err.value).startswith("applying public.pricing failed, staging left unchanged")
     unchanged(cruise_pair, before)
 
