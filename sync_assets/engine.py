@@ -154,8 +154,8 @@ def run_sync(
     started = time.monotonic()
     run_id = uuid.uuid4().hex
     result = SyncResult(run_id=run_id, dry_run=dry_run)
-    source = replace(source, limits=config.session_limits())
-    target = replace(target, limits=config.session_limits())
+    limits = config.session_limits()
+    source, target = replace(source, limits=limits), replace(target, limits=limits)
     prod, control = connect_both(source, target)
     shadows: dict[TableKey, ShadowName] = {}
     created_schema = False

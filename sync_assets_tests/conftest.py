@@ -152,16 +152,21 @@ def table_rows(conn: psycopg.Connection, table: str | sql.Composable, columns: l
     table: a name as SQL spells it (`pricing`, `"Sales Data"."Order"`), or an sql.Identifier."""
     name = table if isinstance(table, sql.Composable) else sql.SQL(table)
     if columns is None:
-        columns = [
-            r[0]
-            for r in conn.execute(
-                "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0"
-                " AND NOT attisdropped ORDER BY attnum",
-                (name.as_string(conn),),
-            )
-        ]
+        columns = table_columns(conn, name.as_string(conn))
     row = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
     return [r[0] for r in conn.execute(sql.SQL("SELECT ROW({})::text FROM {} ORDER BY 1").format(row, name))]
+
+
+def table_columns(conn: psycopg.Connection, table: str) -> list[str]:
+    """The table's columns in order; table as SQL spells its name."""
+    return [
+        r[0]
+        for r in conn.execute(
+            "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped"
+            " ORDER BY attnum",
+            (table,),
+        )
+    ]
 
 
 def snapshot_tables(conn: psycopg.Connection, tables: list[str]) -> dict[str, list[str]]:

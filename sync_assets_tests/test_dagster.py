@@ -721,3 +721,23 @@ def test_row_count_check_in_merge_mode_accepts_the_rows_staging_keeps(cruise_pai
     assert evaluation.description == (
         "staging has 220 rows, the snapshot this run copied has 210 (mode merge: staging may keep more)"
     )
+
+
+def test_sync_job_has_a_maximum_runtime_run_monitoring_enforces_and_retries_back_off(
+    cruise_pair: Pair, tmp_path: Path
+) -> None:
+    from dagster import Backoff, Jitter
+
+    from sync_assets_tests.conftest import ROOT
+
+    monitoring = yaml.safe_load((ROOT / "dagster.yaml").read_text())["run_monitoring"]
+    assert monitoring["enabled"] is True
+    config = parse_config(yaml.safe_load(cruise.CONFIG_YAML + "max_runtime: 45min\nretries: 4\n"))
+    defs = build_definitions(cruise_pair.prod_url, cruise_pair.staging_url, config, cache_dir=tmp_path)
+    assert defs.resolve_job_def("sync_job").tags["dagster/max_runtime"] == "2700"
+    policy = defs.resolve_assets_def(staging("cruises")).op.retry_policy
+    assert policy is not None
+    assert (policy.max_retries, policy.backoff, policy.jitter) == (4, Backoff.EXPONENTIAL, Jitter.PLUS_MINUS)
+    unlimited = parse_config(yaml.safe_load(cruise.CONFIG_YAML + "max_runtime: never\n"))
+    defs = build_definitions(cruise_pair.prod_url, cruise_pair.staging_url, unlimited, cache_dir=tmp_path)
+    assert "dagster/max_runtime" not in defs.resolve_job_def("sync_job").tags

@@ -18,23 +18,12 @@ from sync_assets.faults import PAUSE_ENV
 from sync_assets_tests import cruise
 from sync_assets_tests.conftest import ROOT, Pair, serve, snapshot_tables, table_rows
 from sync_assets_tests.pgcluster import PROD_READER, STAGING_OWNER, SUPERUSER_PASSWORD
-from sync_assets_tests.test_safety import ALL_STAGING, shadow_tables, wait_for
+from sync_assets_tests.test_safety import ALL_STAGING, shadow_tables, sync_backends, wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
 EXECUTE = [DAGSTER, "job", "execute", "-m", "sync_assets.definitions", "-j", "sync_job"]
-
-
-def _sessions(pair: Pair) -> list[int]:
-    with pair.cluster.connect() as admin:
-        return [
-            r[0]
-            for r in admin.execute(
-                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND application_name = 'sync_assets'",
-                (pair.staging_db,),
-            )
-        ]
 
 
 def _run_statuses(env: dict[str, str]) -> list[str]:
@@ -72,7 +61,8 @@ def test_a_terminated_run_rolls_back_or_keeps_its_commit_and_lets_go_of_staging(
     assert proc.returncode != 0, output[-3000:]
     assert _run_statuses(dagster_env) in (["CANCELED"], ["FAILURE"]), output[-3000:]
     # Its sessions end with the run: nothing keeps holding staging's row locks.
-    wait_for(lambda: not _sessions(cruise_pair), "the terminated run's sessions to end", 30)
+    ended = lambda: not sync_backends(cruise_pair, cruise_pair.staging_db, False)  # noqa: E731
+    wait_for(ended, "the terminated run's sessions to end", 30)
     with cruise_pair.staging() as staging:
         now = snapshot_tables(staging, ALL_STAGING)
     if point == "upserted":
@@ -139,6 +129,7 @@ def test_a_run_terminated_from_dagster_mid_swap_rolls_back_promptly(
         client.terminate_run(run_id)
         wait_for(lambda: client.get_run_status(run_id).value in ("CANCELED", "FAILURE"), "the run to end", 120)
         assert client.get_run_status(run_id).value == "CANCELED"
-        wait_for(lambda: not _sessions(cruise_pair), "the terminated run's sessions to end", 30)
+        ended = lambda: not sync_backends(cruise_pair, cruise_pair.staging_db, False)  # noqa: E731
+    wait_for(ended, "the terminated run's sessions to end", 30)
     with cruise_pair.staging() as staging:
         assert snapshot_tables(staging, ALL_STAGING) == before

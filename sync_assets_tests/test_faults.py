@@ -25,9 +25,9 @@ import pytest
 from sync_assets.connections import PRODUCTION_ENV, STAGING_ENV
 from sync_assets.faults import PAUSE_ENV, POINTS
 from sync_assets_tests import cruise
-from sync_assets_tests.conftest import Pair, grant_reader, snapshot_tables, table_rows
+from sync_assets_tests.conftest import Pair, grant_reader, snapshot_tables, table_columns, table_rows
 from sync_assets_tests.pgcluster import PROD_OWNER, PROD_READER, SUPERUSER_PASSWORD, Cluster
-from sync_assets_tests.test_safety import RUNNER, shadow_tables, wait_for
+from sync_assets_tests.test_safety import RUNNER, shadow_tables, sync_backends, wait_for
 
 pytestmark = pytest.mark.faults
 
@@ -154,14 +154,7 @@ def _preserved_rows(conn: psycopg.Connection) -> dict[str, set[str]]:
     rows: dict[str, set[str]] = {}
     for table in cruise.PRESERVED:
         kept = set(table_rows(conn, table))
-        columns = [
-            r[0]
-            for r in conn.execute(
-                "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped"
-                " ORDER BY attnum",
-                (table,),
-            )
-        ]
+        columns = table_columns(conn, table)
         if conn.execute("SELECT to_regclass(%s)", (f"{table}_backup",)).fetchone()[0] is not None:
             kept |= set(table_rows(conn, f"{table}_backup", columns))
         rows[table] = kept
@@ -226,7 +219,7 @@ def test_a_struck_run_leaves_staging_whole_and_the_next_run_succeeds(
         assert code != 0, log
         assert "connection" in _final_error(log).lower(), log
     assert SUPERUSER_PASSWORD not in log and PROD_READER[1] not in log
-    wait_for(lambda: not _sync_sessions(split_pair), "the struck run's sessions to end")
+    wait_for(lambda: not sync_backends(split_pair, split_pair.staging_db, False), "the struck run's sessions to end")
     _assert_whole(split_pair, before, after_commit)
 
     logs: list[str] = []
@@ -242,17 +235,6 @@ def _final_error(log: str) -> str:
     lines = log[log.rfind("Traceback") :].splitlines()[1:]
     first = next(i for i, line in enumerate(lines) if not line.startswith(" "))
     return "\n".join(lines[first:])
-
-
-def _sync_sessions(pair: SplitPair) -> list[int]:
-    with pair.cluster.connect() as admin:
-        return [
-            r[0]
-            for r in admin.execute(
-                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND application_name = 'sync_assets'",
-                (pair.staging_db,),
-            )
-        ]
 
 
 def test_every_point_is_struck() -> None:
@@ -292,7 +274,8 @@ def test_killed_at_moments_spread_over_a_sync_of_several_seconds(
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=60)
             committed = "committed the swap" in log.read_text()
-            wait_for(lambda pair=pair: not _sync_sessions(pair), "the killed run's sessions to end")
+            ended = lambda pair=pair: not sync_backends(pair, pair.staging_db, False)  # noqa: E731
+            wait_for(ended, "the killed run's sessions to end")
             with pair.staging() as staging:
                 swapped = snapshot_tables(staging, ["pricing"]) != {"pricing": before["pricing"]}
             # Killed after COMMIT (whether or not it logged so), the new state; before, the old one.

@@ -8,7 +8,7 @@ import pytest
 
 from sync_assets.config import SyncConfig, parse_config
 from sync_assets.engine import SyncResult
-from sync_assets_tests.conftest import Pair, table_rows
+from sync_assets_tests.conftest import Pair, table_columns, table_rows
 
 # A composite column cannot travel in binary COPY (type OIDs differ between databases): adding one to a
 # table forces the whole table through text COPY, so each value test runs through both formats.
@@ -31,15 +31,7 @@ def user_tables(conn: psycopg.Connection) -> list[str]:
 
 def only_rows(conn: psycopg.Connection, table: str) -> list[str]:
     """Rows of the table itself, without inheritance children's rows (table_rows reads children too)."""
-    columns = [
-        r[0]
-        for r in conn.execute(
-            "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped"
-            " ORDER BY attnum",
-            (table,),
-        )
-    ]
-    return table_rows(conn, f"ONLY {table}", columns)
+    return table_rows(conn, f"ONLY {table}", table_columns(conn, table))
 
 
 def assert_all_equal(pair: Pair, *, only: bool = False) -> None:
