@@ -48,6 +48,8 @@ from sync_assets.verify import count_orphans, count_rows
 ROW_COUNT_CHECK = "row_count_matches"
 NO_ORPHANS_CHECK = "no_orphans"
 SYNC_OP_NAME = "sync_staging"
+# Runs tagged with it queue one at a time (dagster.yaml): one sync per staging database.
+LOCK_TAG = "sync_assets/lock"
 KIND = "postgres"
 
 
@@ -105,16 +107,17 @@ class SyncAssets:
 
 @dataclass(frozen=True)
 class Layout:
-    """What the catalog and config make of production's tables, as the asset graph shows them."""
+    """What the catalogs and config make of the tables, as the asset graph shows them."""
 
-    catalog: Catalog
+    catalog: Catalog  # production's
+    staging: Catalog  # staging's, for the preserved tables (which production may lack)
     roles: Roles
     checked_preserved: tuple[TableKey, ...]  # preserved tables with foreign keys to check
 
     @classmethod
-    def build(cls, catalog: Catalog, config: SyncConfig) -> "Layout":
-        roles = resolve_roles(catalog, config)
-        return cls(catalog, roles, tuple(k for k in roles.preserved if catalog.tables[k].foreign_keys))
+    def build(cls, catalog: Catalog, staging: Catalog, config: SyncConfig) -> "Layout":
+        roles = resolve_roles(catalog, staging, config)
+        return cls(catalog, staging, roles, tuple(k for k in roles.preserved if staging.tables[k].foreign_keys))
 
 
 def _description(table: Table, note: str | None) -> str:
@@ -183,14 +186,17 @@ def _row_count_check(
 
 def build_sync_assets(
     loaded: LoadedCatalog,
+    staging_catalog: Catalog,
     config: SyncConfig,
     config_loader: Callable[[], SyncConfig],
     staging_db: str | None = None,
 ) -> SyncAssets:
-    """Assets, checks, and what sync_job runs: the synced tables and the preserved tables' checks."""
+    """Assets, checks, and what sync_job runs: the synced tables and the preserved tables' checks.
+
+    staging_catalog: staging's tables, which the preserved ones are looked up in."""
     if loaded.catalog is None:
         return SyncAssets.empty()
-    layout = Layout.build(loaded.catalog, config)
+    layout = Layout.build(loaded.catalog, staging_catalog, config)
     catalog, roles = layout.catalog, layout.roles
     table_for: dict[AssetKey, TableKey] = {}
     for key in (*roles.synced, *roles.preserved):
@@ -241,8 +247,9 @@ def build_sync_assets(
     shown = set(roles.synced) | set(roles.preserved)
 
     def parents(key: TableKey) -> list[AssetKey]:
+        """A preserved table's parents among the tables shown, by staging's foreign keys."""
         return sorted(
-            {staging_key(fk.ref) for fk in catalog.tables[key].foreign_keys if fk.ref in shown and fk.ref != key}
+            {staging_key(fk.ref) for fk in layout.staging.tables[key].foreign_keys if fk.ref in shown and fk.ref != key}
         )
 
     preserved_specs = [
@@ -255,7 +262,7 @@ def build_sync_assets(
             ),
             group_name=group_of(key[0]),
             kinds={KIND},
-            metadata={"dagster/column_schema": column_schema(catalog.tables[key])},
+            metadata={"dagster/column_schema": column_schema(layout.staging.tables[key])},
             tags={"sync_assets/role": "preserved"},
         )
         for key in roles.preserved
@@ -274,7 +281,7 @@ def build_sync_assets(
         check_specs=check_specs,
         can_subset=True,
         retry_policy=retry,
-        op_tags={"sync_assets/lock": "staging"},
+        op_tags={LOCK_TAG: "staging"},
     )
     def sync_staging(
         context: AssetExecutionContext, config: SyncRunConfig, production: ProductionDatabase, staging: StagingDatabase
@@ -344,7 +351,7 @@ def build_sync_assets(
                 raise failure_for(exc) from None
             with conn:
                 for check_key in sorted(context.selected_asset_check_keys, key=lambda k: k.asset_key.to_string()):
-                    yield _orphans_check(conn, catalog.tables[table_for[check_key.asset_key]], check_key)
+                    yield _orphans_check(conn, layout.staging.tables[table_for[check_key.asset_key]], check_key)
 
         checks.append(preserved_no_orphans)
     return SyncAssets(assets, checks, {k: staging_key(k) for k in roles.synced}, orphan_check_keys)

@@ -1,6 +1,7 @@
 """The schedule and the production-change sensor that run sync_job unattended."""
 
 import json
+import os
 import uuid
 
 from dagster import (
@@ -8,6 +9,8 @@ from dagster import (
     DagsterRunStatus,
     DefaultScheduleStatus,
     DefaultSensorStatus,
+    EnvVar,
+    JobDefinition,
     RunRequest,
     RunsFilter,
     ScheduleDefinition,
@@ -20,6 +23,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import Unresolved
 
 from sync_assets.changes import change_counters, changed_tables
 from sync_assets.config import SyncConfig
+from sync_assets.connections import PRODUCTION_ENV, Endpoint
 from sync_assets.errors import SyncError
 from sync_assets.resources import ProductionDatabase
 
@@ -48,8 +52,23 @@ def build_schedule(job: UnresolvedAssetJobDefinition) -> ScheduleDefinition:
     )
 
 
-def build_sensor(job: UnresolvedAssetJobDefinition, synced: dict[tuple[str, str], AssetKey], config: SyncConfig):
-    """Requests a sync of exactly the tables whose production write counters moved since the last look."""
+def build_sensor(
+    job: UnresolvedAssetJobDefinition | JobDefinition,
+    synced: dict[tuple[str, str], AssetKey],
+    config: SyncConfig,
+    production: ProductionDatabase,
+    problem: str | None = None,
+):
+    """Requests a sync of exactly the tables whose production write counters moved since the last look.
+
+    problem: why the code location cannot sync. Then a write to any table of the configured schemas
+    requests a run of the whole job, which fails with the reason (and the failure sensor reports it):
+    production moved on, and staging is not following.
+
+    production: the definitions' own resource. The sensor takes it as a plain value rather than as a
+    Dagster resource argument, so that it evaluates the same under the daemon and under Dagster's
+    testing API (build_sensor_context with definitions=), which binds no resources; a `production`
+    resource given to the context still wins."""
     by_name = {f"{schema}.{name}": key for (schema, name), key in synced.items()}
 
     @sensor(
@@ -59,9 +78,10 @@ def build_sensor(job: UnresolvedAssetJobDefinition, synced: dict[tuple[str, str]
         default_status=DefaultSensorStatus.STOPPED,
         description="Syncs the tables production wrote to since the last look (pg_stat_user_tables counters).",
     )
-    def production_changes(context: SensorEvaluationContext, production: ProductionDatabase):
+    def production_changes(context: SensorEvaluationContext):
+        given = getattr(context.resources, "production", None)
         try:
-            endpoint = production.endpoint()
+            endpoint = _endpoint(given if isinstance(given, ProductionDatabase) else production)
             with endpoint.connect(timeout=10) as conn:
                 current = change_counters(conn, config.schemas)
         except SyncError as exc:
@@ -72,6 +92,12 @@ def build_sensor(job: UnresolvedAssetJobDefinition, synced: dict[tuple[str, str]
         if "counters" not in state:  # a cursor written before runs were followed up
             state = {"counters": state, "pending": {}}
         pending, retry = _follow_up(context, state.get("pending", {}))
+        if problem is not None:
+            moved = changed_tables(state["counters"], current)
+            if not moved:
+                return SensorResult(skip_reason=f"no table changed (and cannot sync: {problem})", cursor=context.cursor)
+            request = RunRequest(tags={"sync_assets/trigger": SENSOR_NAME})
+            return SensorResult(run_requests=[request], cursor=_cursor(current, pending))
         names = sorted((set(changed_tables(state["counters"], current)) | retry) & set(by_name))
         if not names:
             # Counters of tables the sensor does not sync may still move: keep them current.
@@ -90,6 +116,14 @@ def build_sensor(job: UnresolvedAssetJobDefinition, synced: dict[tuple[str, str]
         return SensorResult(run_requests=[request], cursor=_cursor(current, {**pending, token: names}))
 
     return production_changes
+
+
+def _endpoint(resource: ProductionDatabase) -> Endpoint:
+    """The resource's endpoint, its EnvVar read now (a resource Dagster did not initialize holds the name)."""
+    url = resource.url
+    if isinstance(url, EnvVar):
+        url = os.environ.get(str(url), "")
+    return Endpoint("production", PRODUCTION_ENV, url)
 
 
 def _cursor(counters: dict, pending: dict[str, list[str]]) -> str:

@@ -1,4 +1,5 @@
-"""The production catalog the code location is built from, with the last one kept for when production is down."""
+"""The catalogs the code location is built from (production's tables, and staging's for the preserved
+tables that only staging has), with the last ones kept for when a database is down."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import psycopg
 
 from sync_assets.catalog import Catalog, introspect
-from sync_assets.connections import PRODUCTION_ENV, Endpoint
+from sync_assets.connections import PRODUCTION_ENV, STAGING_ENV, Endpoint
 from sync_assets.errors import SyncError
 
 CACHE_ENV = "SYNC_ASSETS_CATALOG_CACHE"
@@ -35,17 +36,20 @@ def cache_dir() -> Path:
 
 
 def cache_file(endpoint: Endpoint, schemas: tuple[str, ...], directory: Path | None = None) -> Path:
-    # Named after where production is, never after the password.
+    # Named after the side and where it is, never after the password.
     digest = hashlib.sha256(f"{endpoint.describe()}|{','.join(schemas)}".encode()).hexdigest()[:16]
-    return (directory or cache_dir()) / f"catalog-{digest}.json"
+    return (directory or cache_dir()) / f"catalog-{endpoint.side}-{digest}.json"
 
 
-def load_catalog(url: str | None, schemas: tuple[str, ...], directory: Path | None = None) -> LoadedCatalog:
-    """Introspect production now and refresh the cache; on any failure fall back to the cache."""
+def load_catalog(
+    url: str | None, schemas: tuple[str, ...], directory: Path | None = None, side: str = "production"
+) -> LoadedCatalog:
+    """Introspect one side now and refresh the cache; on any failure fall back to the cache."""
+    env = PRODUCTION_ENV if side == "production" else STAGING_ENV
     if not url:
-        return LoadedCatalog(None, "none", f"{PRODUCTION_ENV} is not set, so no tables are known yet")
+        return LoadedCatalog(None, "none", f"{env} is not set, so no tables are known yet")
     try:
-        endpoint = Endpoint("production", PRODUCTION_ENV, url)
+        endpoint = Endpoint(side, env, url)
     except SyncError as exc:
         return LoadedCatalog(None, "none", str(exc))
     path = cache_file(endpoint, schemas, directory)
@@ -62,16 +66,14 @@ def load_catalog(url: str | None, schemas: tuple[str, ...], directory: Path | No
             tmp.replace(path)
         except OSError:
             pass  # a read-only home only loses the fallback
-        return LoadedCatalog(catalog, "live", f"catalog read from production {endpoint.describe()}")
+        return LoadedCatalog(catalog, "live", f"catalog read from {side} {endpoint.describe()}")
     if path.exists():
         saved = datetime.fromtimestamp(path.stat().st_mtime, UTC).strftime("%Y-%m-%d %H:%M UTC")
         try:
             cached = Catalog.from_json(path.read_text(encoding="utf-8"))
         except (OSError, ValueError, KeyError, TypeError):
-            return LoadedCatalog(
-                None, "none", f"production is unreachable ({reason}) and the cached catalog is unreadable"
-            )
+            return LoadedCatalog(None, "none", f"{side} is unreachable ({reason}) and the cached catalog is unreadable")
         return LoadedCatalog(
-            cached, "cache", f"production is unreachable ({reason}); showing the catalog cached at {saved}"
+            cached, "cache", f"{side} is unreachable ({reason}); showing the catalog cached at {saved}"
         )
-    return LoadedCatalog(None, "none", f"production is unreachable ({reason}) and no catalog is cached yet")
+    return LoadedCatalog(None, "none", f"{side} is unreachable ({reason}) and no catalog is cached yet")

@@ -7,9 +7,10 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from dagster import AssetSelection, Definitions, EnvVar, define_asset_job
+from dagster import AssetSelection, Definitions, EnvVar, Failure, JobDefinition, define_asset_job, job, op
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
-from sync_assets.assets import SyncAssets, build_sync_assets
+from sync_assets.assets import LOCK_TAG, SYNC_OP_NAME, SyncAssets, build_sync_assets
 from sync_assets.automation import build_schedule, build_sensor
 from sync_assets.catalog_cache import LoadedCatalog, load_catalog
 from sync_assets.config import SyncConfig, load_config
@@ -29,10 +30,12 @@ def build_definitions(
     config: SyncConfig | None = None,
     cache_dir: Path | None = None,
     catalog: LoadedCatalog | None = None,
+    staging_catalog: LoadedCatalog | None = None,
 ) -> Definitions:
     """Build the code location. Without arguments everything comes from the environment; tests pass
-    URLs and a config directly. Never raises for an unreachable production or a bad config: the UI
-    must load, and a run then fails with the reason."""
+    URLs and a config directly. Never raises for an unreachable database or a bad config: the UI must
+    load. Then every job fails with the reason, and sync_job's description says it."""
+    problem: str | None = None
     config_loader: Callable[[], SyncConfig]
     if config is not None:
         layout_config = config
@@ -42,33 +45,40 @@ def build_definitions(
         try:
             layout_config = load_config()
         except ConfigError as exc:
-            # Lay the assets out with the defaults; every run re-reads the config and fails on it.
-            log.warning("sync_assets: %s; runs will fail until it is fixed", exc)
+            problem = str(exc)
             layout_config = SyncConfig()
+    prod_url = production_url if production_url is not None else os.environ.get(PRODUCTION_ENV)
+    stg_url = staging_url if staging_url is not None else os.environ.get(STAGING_ENV)
     if catalog is None:
-        url = production_url if production_url is not None else os.environ.get(PRODUCTION_ENV)
-        catalog = load_catalog(url, layout_config.schemas, cache_dir)
+        catalog = load_catalog(prod_url, layout_config.schemas, cache_dir)
     if catalog.source != "live":
         log.warning("sync_assets: %s", catalog.note)
-    try:
-        staging_db = Endpoint("staging", STAGING_ENV, staging_url or os.environ.get(STAGING_ENV, "")).dbname
-    except SyncError:
-        staging_db = None
-    try:
-        built = build_sync_assets(catalog, layout_config, config_loader, staging_db)
-    except ConfigError as exc:
-        # A config naming tables production lacks: show nothing rather than something wrong.
-        log.warning("sync_assets: %s; no assets until it is fixed", exc)
-        built = SyncAssets.empty()
-
-    job = define_asset_job(
-        JOB_NAME,
-        selection=AssetSelection.assets(*built.synced.values()) | AssetSelection.checks(*built.orphan_checks),
-        description="Sync production into staging: one snapshot, one swap transaction, then the checks.",
-        # Run monitoring (dagster.yaml) terminates a run past its maximum runtime; the swap then rolls back.
-        tags={"sync_assets/lock": "staging", **_max_runtime_tag(layout_config)},
-    )
-    dry_run = build_dry_run_job(list(built.synced), config_loader)
+    if catalog.catalog is None:
+        problem = problem or catalog.note
+    built = SyncAssets.empty()
+    if problem is None:
+        assert catalog.catalog is not None
+        if staging_catalog is None:
+            staging_catalog = load_catalog(stg_url, layout_config.schemas, cache_dir, side="staging")
+        # Without staging's catalog, the preserved tables are looked for in production's.
+        staging_tables = staging_catalog.catalog or catalog.catalog
+        try:
+            built = build_sync_assets(catalog, staging_tables, layout_config, config_loader, _dbname(stg_url))
+        except ConfigError as exc:
+            unknown = "" if staging_catalog.catalog is not None else f" ({staging_catalog.note})"
+            problem = f"{exc}{unknown}"
+    if problem is not None:
+        log.warning("sync_assets: cannot sync, every run fails until it is fixed: %s", problem)
+        job: JobDefinition | UnresolvedAssetJobDefinition = unavailable_job(problem)
+    else:
+        job = define_asset_job(
+            JOB_NAME,
+            selection=AssetSelection.assets(*built.synced.values()) | AssetSelection.checks(*built.orphan_checks),
+            description="Sync production into staging: one snapshot, one swap transaction, then the checks.",
+            # Run monitoring (dagster.yaml) terminates a run past its maximum runtime; the swap then rolls back.
+            tags={LOCK_TAG: "staging", **_max_runtime_tag(layout_config)},
+        )
+    dry_run = build_dry_run_job(list(built.synced), config_loader, problem)
     production = ProductionDatabase(url=production_url if production_url is not None else EnvVar(PRODUCTION_ENV))
     staging = StagingDatabase(url=staging_url if staging_url is not None else EnvVar(STAGING_ENV))
     return Definitions(
@@ -76,9 +86,34 @@ def build_definitions(
         asset_checks=built.checks,
         jobs=[job, dry_run],
         schedules=[build_schedule(job)],
-        sensors=[build_sensor(job, built.synced, layout_config), *build_notification_sensors([job])],
+        sensors=[
+            build_sensor(job, built.synced, layout_config, production, problem),
+            *build_notification_sensors([job]),
+        ],
         resources={"production": production, "staging": staging},
     )
+
+
+def _dbname(url: str | None) -> str | None:
+    try:
+        return Endpoint("staging", STAGING_ENV, url or "").dbname
+    except SyncError:
+        return None
+
+
+def unavailable_job(problem: str) -> JobDefinition:
+    """sync_job when the code location cannot lay out the sync: its one step fails with the reason, so
+    a scheduled, sensor-requested or launched run fails loudly instead of succeeding with no step."""
+
+    @op(name=SYNC_OP_NAME, description=f"Fails: {problem}", tags={LOCK_TAG: "staging"})
+    def sync_staging() -> None:
+        raise Failure(description=problem, allow_retries=False)
+
+    @job(name=JOB_NAME, description=f"Cannot sync: {problem}", tags={LOCK_TAG: "staging"})
+    def sync_job() -> None:
+        sync_staging()
+
+    return sync_job
 
 
 def _max_runtime_tag(config: SyncConfig) -> dict[str, str]:

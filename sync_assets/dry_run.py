@@ -5,7 +5,7 @@ staging is left as it was."""
 from dagster import Config, Failure, MetadataValue, OpExecutionContext, Output, job, op
 from pydantic import Field
 
-from sync_assets.assets import run_log
+from sync_assets.assets import LOCK_TAG, run_log
 from sync_assets.config import SyncConfig
 from sync_assets.connections import Endpoint
 from sync_assets.engine import run_sync
@@ -23,14 +23,17 @@ class DryRunConfig(Config):
     )
 
 
-def build_dry_run_job(synced: list[TableKey], config_loader):
+def build_dry_run_job(synced: list[TableKey], config_loader, problem: str | None = None):
+    """problem: why the code location cannot sync (then every dry run fails with it)."""
     names = {f"{schema}.{name}": (schema, name) for schema, name in synced}
 
-    @op(name="plan_sync", tags={"sync_assets/lock": "staging"})
+    @op(name="plan_sync", tags={LOCK_TAG: "staging"})
     def plan_sync(
         context: OpExecutionContext, config: DryRunConfig, production: ProductionDatabase, staging: StagingDatabase
     ) -> Output[None]:
         """Run the sync without its COMMIT and report what it would change."""
+        if problem is not None:
+            raise Failure(description=problem, allow_retries=False)
         unknown = [t for t in config.tables if t not in names]
         if unknown:
             raise Failure(
@@ -60,7 +63,7 @@ def build_dry_run_job(synced: list[TableKey], config_loader):
             },
         )
 
-    @job(name=DRY_RUN_JOB, description=__doc__, tags={"sync_assets/lock": "staging"})
+    @job(name=DRY_RUN_JOB, description=__doc__, tags={LOCK_TAG: "staging"})
     def sync_dry_run() -> None:
         plan_sync()
 

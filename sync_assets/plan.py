@@ -28,7 +28,8 @@ class Roles:
     parents: dict[TableKey, list[TableKey]]  # synced table -> synced parents, cycle edges dropped
 
 
-def _resolve(ref: TableRef, catalog: Catalog, config: SyncConfig, key: str) -> TableKey:
+def _resolve(ref: TableRef, catalog: Catalog, config: SyncConfig, key: str, side: str = "production") -> TableKey:
+    """The table a config entry names, looked up in `side`'s catalog; a name it lacks is a ConfigError."""
     if ref.schema is not None:
         if ref.schema not in config.schemas:
             raise ConfigError(
@@ -36,12 +37,12 @@ def _resolve(ref: TableRef, catalog: Catalog, config: SyncConfig, key: str) -> T
                 f"({', '.join(config.schemas)})"
             )
         if catalog.get(ref.schema, ref.name) is None:
-            raise ConfigError(f"'{key}' names table {ref}, which production does not have")
+            raise ConfigError(f"'{key}' names table {ref}, which {side} does not have")
         return (ref.schema, ref.name)
     found = [s for s in config.schemas if catalog.get(s, ref.name) is not None]
     if not found:
         raise ConfigError(
-            f"'{key}' names table '{ref.name}', which production does not have in schema(s) {', '.join(config.schemas)}"
+            f"'{key}' names table '{ref.name}', which {side} does not have in schema(s) {', '.join(config.schemas)}"
         )
     if len(found) > 1:
         raise ConfigError(
@@ -56,8 +57,11 @@ def _must_be_set(table: Table, fk: ForeignKey) -> bool:
     return not fk.deferrable and any((c := table.column(n)) is not None and c.not_null for n in fk.columns)
 
 
-def resolve_roles(catalog: Catalog, config: SyncConfig) -> Roles:
-    """Split production's tables into synced, preserved and excluded; unknown names are ConfigErrors."""
+def resolve_roles(catalog: Catalog, staging: Catalog, config: SyncConfig) -> Roles:
+    """Split the tables into synced, preserved and excluded; unknown names are ConfigErrors.
+
+    Preserved tables are staging's own: looked up in staging's catalog, whether or not production has
+    them too. Synced and excluded tables are production's."""
     present = {t.schema for t in catalog.tables.values()}
     missing = [s for s in config.schemas if s not in present]
     if missing:
@@ -65,7 +69,7 @@ def resolve_roles(catalog: Catalog, config: SyncConfig) -> Roles:
             f"'schemas' names {', '.join(repr(s) for s in missing)}, but production has no tables in "
             f"{'that schema' if len(missing) == 1 else 'those schemas'}"
         )
-    preserved = {_resolve(r, catalog, config, "preserve") for r in config.preserve}
+    preserved = {_resolve(r, staging, config, "preserve", "staging") for r in config.preserve}
     excluded = {_resolve(r, catalog, config, "exclude") for r in config.exclude}
     both = sorted(preserved & excluded)
     if both:
@@ -384,7 +388,7 @@ def build_plan(
     selection: set[TableKey] | None = None,
 ) -> SyncPlan:
     """Plan a run of the selected synced tables (None: all); raise on drift or a bad selection."""
-    roles = resolve_roles(production, config)
+    roles = resolve_roles(production, staging, config)
     synced = set(roles.synced)
     if selection is None:
         selection = synced

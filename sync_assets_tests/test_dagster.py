@@ -454,7 +454,7 @@ def test_unreachable_production_fails_naming_production(cruise_pair: Pair, tmp_p
 
 def test_code_location_loads_from_the_cached_catalog_when_production_refuses(cruise_pair: Pair, tmp_path: Path) -> None:
     live = specs_of(build(cruise_pair, tmp_path))
-    assert len(list(tmp_path.glob("catalog-*.json"))) == 1
+    assert len(list(tmp_path.glob("catalog-production-*.json"))) == 1
     assert not any(p in path.read_text() for path in tmp_path.glob("catalog-*.json") for p in PASSWORDS)
 
     # the same URL, but production now refuses the tool's role

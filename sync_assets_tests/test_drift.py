@@ -308,10 +308,10 @@ def test_widened_types_sync(pair: Pair) -> None:
     [
         (
             {"preserve": ["nosuch"]},
-            r"^'preserve' names table 'nosuch', which production does not have in schema\(s\) public$",
+            r"^'preserve' names table 'nosuch', which staging does not have in schema\(s\) public$",
         ),
         ({"exclude": ["nosuch"]}, r"'exclude' names table 'nosuch', which production does not have in schema\(s\)"),
-        ({"preserve": ["public.nosuch"]}, r"'preserve' names table public\.nosuch, which production does not have$"),
+        ({"preserve": ["public.nosuch"]}, r"'preserve' names table public\.nosuch, which staging does not have$"),
         (
             {"exclude": ["other.x"]},
             r"'exclude' names table other\.x, but schema 'other' is not among the synced schemas \(public\)$",
@@ -323,7 +323,7 @@ def test_widened_types_sync(pair: Pair) -> None:
     ],
     ids=["preserve-unknown", "exclude-unknown", "preserve-qualified-unknown", "schema-not-synced", "ambiguous"],
 )
-def test_config_naming_tables_production_lacks(pair: Pair, config: dict, match: str) -> None:
+def test_config_naming_tables_the_side_lacks(pair: Pair, config: dict, match: str) -> None:
     ddl = "CREATE TABLE x (id integer PRIMARY KEY); CREATE SCHEMA other; CREATE TABLE other.x (id integer);"
     setup(pair, ddl, ddl, "INSERT INTO x VALUES (1);")
     message = assert_refused(pair, ConfigError, match, parse_config(config))
