@@ -597,6 +597,27 @@ def test_sensor_first_look_then_skip_then_requests_exactly_the_changed_synced_ta
     assert json.loads(done.cursor)["pending"] == {}
 
 
+def test_sensor_evaluates_through_dagsters_documented_testing_api(cruise_pair: Pair, tmp_path: Path) -> None:
+    defs = build(cruise_pair, tmp_path)
+    sensor = defs.resolve_sensor_def("production_changes")
+    instance = DagsterInstance.ephemeral()
+
+    def tick(cursor: str | None):
+        context = build_sensor_context(instance=instance, definitions=defs, sensor_name=sensor.name, cursor=cursor)
+        return sensor.evaluate_tick(context)
+
+    first = tick(None)
+    assert first.run_requests == []
+    assert first.skip_message == "first look: counters recorded"
+    with cruise_pair.prod() as app:
+        app.execute("UPDATE ports SET tz = 'Europe/Rome' WHERE code = 'P03'")
+    wait_for_writes(cruise_pair, counters(first.cursor), ["public.ports"])
+
+    changed = tick(first.cursor)
+
+    assert [list(r.asset_selection) for r in changed.run_requests] == [[staging("ports")]]
+
+
 def sensor_after_a_port_write(pair: Pair, tmp_path: Path) -> tuple[Definitions, SensorProbe, str]:
     """The sensor's first look, then the application writes to production's ports."""
     defs = build(pair, tmp_path)
