@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -81,10 +82,13 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def redact(text: str, secrets: list[str]) -> str:
-    """Replace every secret (passwords from URLs) found in text."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
+    """Replace every secret (passwords, URLs holding them) that text contains as a whole.
+
+    A secret inside a longer word or number is left alone: a password "p" must not turn "production"
+    into "***roduction", and a word that merely contains a password does not reveal it. Where a
+    password does appear (a URL echoed back, a quoted value) it is delimited and replaced."""
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", "***", text)
     return text
 
 

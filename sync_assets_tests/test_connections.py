@@ -89,3 +89,17 @@ def test_secrets_cover_every_spelling() -> None:
     endpoint = Endpoint("staging", STAGING_ENV, "postgresql://me:p%40ss%2Fword@db.example:5433/app")
     assert endpoint.redact("x p@ss/word y p%40ss%2Fword z") == "x *** y *** z"
     assert endpoint.describe() == "db.example:5433/app"
+
+
+def test_a_short_password_is_hidden_without_mangling_other_words(pair: Pair) -> None:
+    endpoint = Endpoint("production", PRODUCTION_ENV, f"postgresql://u:p@127.0.0.1:{closed_port()}/prod")
+    with pytest.raises(ConnectError) as err:
+        run_sync(endpoint, pair.target, SyncConfig())
+    message = str(err.value)
+    assert message.startswith("the production database at 127.0.0.1:")
+    assert "is unreachable (connection refused); check DATABASE_URL_PRODUCTION's host and port" in message
+    assert endpoint.redact("postgresql://u:p@h/x failed: p") == "postgresql://u:***@h/x failed: ***"
+    assert (
+        endpoint.redact("password 'p' of user u at p@h, pp, top, 2p")
+        == "password '***' of user u at ***@h, pp, top, 2p"
+    )
