@@ -4,7 +4,6 @@ One op syncs every selected table so that they share one production snapshot and
 transaction; each table is still its own asset with its own deps, metadata and checks.
 """
 
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +42,7 @@ from sync_assets.failures import failure_for
 from sync_assets.plan import Roles, TableKey, qualified, resolve_modes, resolve_roles
 from sync_assets.report import column_schema, orphan_summary, table_metadata, table_name
 from sync_assets.resources import ProductionDatabase, StagingDatabase
+from sync_assets.translator import group_of, production_key, staging_key
 from sync_assets.verify import count_orphans, count_rows
 
 ROW_COUNT_CHECK = "row_count_matches"
@@ -63,24 +63,6 @@ def run_log(context: AssetExecutionContext | OpExecutionContext) -> Callable[[st
             context.log.info(message)
 
     return log
-
-
-def _dagster_name(name: str) -> str:
-    """Dagster derives op, output and check names from asset keys and allows only letters, digits and
-    underscores in them; PostgreSQL names allow anything ("Sales Data", "order-items")."""
-    return re.sub(r"[^A-Za-z0-9_]", "_", name)
-
-
-def group_of(schema: str) -> str:
-    return _dagster_name(schema)
-
-
-def staging_key(key: TableKey) -> AssetKey:
-    return AssetKey(["staging", _dagster_name(key[0]), _dagster_name(key[1])])
-
-
-def production_key(key: TableKey) -> AssetKey:
-    return AssetKey(["production", _dagster_name(key[0]), _dagster_name(key[1])])
 
 
 class SyncRunConfig(Config):

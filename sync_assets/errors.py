@@ -27,7 +27,16 @@ class DriftError(SyncError):
 
 
 class SelectionError(SyncError):
-    """The selected tables cannot be synced on their own."""
+    """The selected tables cannot be synced on their own.
+
+    `add`: the tables the selection must take in. The message names them as tables; the Dagster layer
+    renders them as the asset paths a user selects (translator.asset_paths)."""
+
+    def __init__(self, found: str, add: tuple[tuple[str, str], ...] | list[tuple[str, str]] = ()) -> None:
+        self.found = found
+        self.add = tuple(sorted(set(add)))
+        tables = ", ".join(f"{schema}.{name}" for schema, name in self.add)
+        super().__init__(f"{found}; add {tables} to the selection" if self.add else found)
 
 
 class OrphanError(SyncError):

@@ -4,13 +4,17 @@ import psycopg
 from dagster import Failure
 
 from sync_assets.connections import Endpoint
-from sync_assets.errors import SyncError, is_transient, redact
+from sync_assets.errors import SelectionError, SyncError, is_transient, redact
+from sync_assets.translator import asset_paths
 
 
 def failure_for(exc: BaseException, *endpoints: Endpoint) -> Failure:
     """One clear sentence for the UI; permanent faults skip the retry policy, transient ones use it."""
     secrets = [s for e in endpoints for s in e.secrets]
     text = redact(str(exc), secrets).strip()
+    if isinstance(exc, SelectionError) and exc.add:
+        # The engine names tables; a user selects assets, whose names may differ ("Sales Data").
+        text = redact(f"{exc.found}; add {asset_paths(exc.add)} to the selection", secrets)
     if isinstance(exc, SyncError):
         return Failure(description=text, allow_retries=False)
     if is_transient(exc):

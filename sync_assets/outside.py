@@ -23,7 +23,7 @@ from sync_assets.errors import OrphanError, SelectionError, about_table
 from sync_assets.graph import fk_order
 from sync_assets.plan import Reference, SyncPlan, TableKey, qualified
 from sync_assets.shadows import snapshot_rows
-from sync_assets.sqlparts import asset_paths, cols, fmt_sample, ident, match, not_null
+from sync_assets.sqlparts import cols, fmt_sample, ident, match, not_null
 from sync_assets.verify import count_orphans, orphan_condition
 
 Log = Callable[[str], None]
@@ -61,8 +61,7 @@ def check_parents_outside(cur: psycopg.Cursor, plan: SyncPlan, shadows: dict[Tab
         f"(e.g. {', '.join(ref.fk.columns)} = {sample})"
     )
     if ref.role == "unselected":
-        to_add = asset_paths([r.fk.ref for r, _ in problems if r.role == "unselected"])
-        raise SelectionError(f"{found}; add {to_add} to the selection")
+        raise SelectionError(found, add=[r.fk.ref for r, _ in problems if r.role == "unselected"])
     raise SelectionError(
         f"{found}, and {parent} is {'preserved' if ref.role == 'preserve' else 'not synced'} ({ref.role}), "
         "so the sync cannot add them"
@@ -178,16 +177,17 @@ def handle_children_outside(
 
     def blocked(ref: Reference, parent: str, rows: int, sample: str, also: list[TableKey]) -> SelectionError:
         what = qualified(ref.table.key)
-        if ref.role == "unselected":
-            fix = f"add {asset_paths([ref.table.key, *also])} to the selection"
-        elif ref.role == "exclude":
-            fix = f"{what} is excluded, so its rows cannot change: preserve it instead, or sync it"
-        else:
-            fix = f"{what} is synced by this run and cannot lose those parent rows"
-        return SelectionError(
+        found = (
             f"syncing would remove {parent} rows that {rows} row(s) of {what} still reference "
-            f"({', '.join(ref.fk.columns)} = {sample}); {fix}"
+            f"({', '.join(ref.fk.columns)} = {sample})"
         )
+        if ref.role == "unselected":
+            return SelectionError(found, add=[ref.table.key, *also])
+        if ref.role == "exclude":
+            return SelectionError(
+                f"{found}; {what} is excluded, so its rows cannot change: preserve it instead, or sync it"
+            )
+        return SelectionError(f"{found}; {what} is synced by this run and cannot lose those parent rows")
 
     # Rows pointing at rows of the run's tables that the snapshot no longer has.
     stuck: list[tuple[Reference, str, int, str]] = []

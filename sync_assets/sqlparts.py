@@ -34,10 +34,5 @@ def as_text(names: tuple[str, ...] | list[str], alias: str) -> sql.Composable:
     return sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(alias, n)) for n in names)
 
 
-def asset_paths(keys: list[TableKey]) -> str:
-    """How the Dagster UI and CLI name these tables' assets."""
-    return ", ".join(f"staging/{schema}/{name}" for schema, name in sorted(set(keys)))
-
-
 def fmt_sample(rows: list[tuple]) -> str:
     return "; ".join("(" + ", ".join("NULL" if v is None else str(v) for v in r) + ")" for r in rows)

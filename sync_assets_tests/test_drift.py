@@ -362,7 +362,7 @@ def test_subset_missing_a_new_parent_is_refused(cruise_pair: Pair) -> None:
     message = assert_refused(
         cruise_pair,
         SelectionError,
-        r"add staging/public/ships to the selection",
+        r"add public\.ships to the selection$",
         cruise.CONFIG_YAML,
         {("public", "cruises")},
     )

@@ -246,6 +246,32 @@ def test_schema_names_that_are_not_identifiers_load_in_dagster(pair: Pair, tmp_p
     assert_equal(pair, '"Sales Data"."Order"')
 
 
+def test_a_selection_missing_a_parent_names_the_asset_to_add_as_dagster_spells_it(pair: Pair, tmp_path) -> None:
+    from dagster import AssetKey
+
+    from sync_assets.definitions import build_definitions
+
+    ddl = (
+        'CREATE TABLE "Sales Data" (id int PRIMARY KEY);'
+        'CREATE TABLE "order-items" (id int PRIMARY KEY, sale int REFERENCES "Sales Data")'
+    )
+    both(pair, ddl)
+    pair.run_prod('INSERT INTO "Sales Data" VALUES (1); INSERT INTO "order-items" VALUES (1, 1)')
+    defs = build_definitions(pair.prod_url, pair.staging_url, SyncConfig(), cache_dir=tmp_path)
+    items = AssetKey(["staging", "public", "order_items"])
+
+    result = defs.resolve_job_def("sync_job").execute_in_process(asset_selection=[items], raise_on_error=False)
+
+    failure = result.get_step_failure_events()[0].step_failure_data.user_failure_data
+    assert failure is not None
+    assert failure.description == (
+        "public.order-items has 1 row(s) referencing public.Sales Data rows that staging lacks (e.g. sale = (1)); "
+        "add staging/public/Sales_Data to the selection"
+    )
+    paths = {s.key.to_user_string() for s in defs.resolve_all_asset_specs()}
+    assert "staging/public/Sales_Data" in paths
+
+
 def test_a_schema_production_lacks_is_a_config_error(pair: Pair) -> None:
     both(pair, "CREATE TABLE t (id int PRIMARY KEY)")
     with pytest.raises(ConfigError, match="'schemas' names 'pubic', but production has no tables in that schema"):

@@ -208,9 +208,7 @@ def test_unselected_child_that_would_be_orphaned_names_the_table_to_add(cruise_p
     with pytest.raises(SelectionError) as err:
         cruise_pair.sync(cruise.CONFIG_YAML, selection={("public", n) for n in ("cruises", "ships", "cruise_lines")})
     assert "row(s) of public.itineraries still reference" in str(err.value)
-    assert (
-        "add staging/public/itineraries, staging/public/price_snapshots, staging/public/pricing to the selection"
-    ) in str(err.value)
+    assert ("add public.itineraries, public.price_snapshots, public.pricing to the selection") in str(err.value)
 
 
 CYCLE = """
