@@ -106,14 +106,12 @@ def _ensure_backup_table(cur: psycopg.Cursor, table: TableKey, run_stamp: str) -
 
 @dataclass
 class _Affected:
-    """Rows of one table outside the run that lose a parent, marked in a temp table by (tableoid, ctid):
-    a ctid alone repeats across the partitions of a partitioned table."""
+    """Rows of one table outside the run that lose a parent, marked in a temp table by (tableoid, ctid)
+    (a ctid alone repeats across the partitions of a partitioned table), each with what orphaned it:
+    the synced table whose removed rows start its chain, the foreign key, and the reason in words."""
 
     table: Table
     marks: sql.Identifier
-    cause: TableKey
-    constraint: str
-    reason: str
     remove: bool
     rows: int = 0
 
@@ -122,16 +120,49 @@ class _Affected:
             self.marks, sql.Identifier(alias, "tableoid"), sql.Identifier(alias, "ctid")
         )
 
-    def mark(self, cur: psycopg.Cursor, cond: sql.Composable) -> int:
-        """Add (and lock) the rows matching cond (alias c) that are not marked yet."""
+    def mark(
+        self, cur: psycopg.Cursor, cond: sql.Composable, labels: sql.Composable, joins: sql.Composable | None = None
+    ) -> int:
+        """Add (and lock) the rows (alias c) matching cond that are not marked yet, with their labels:
+        cause schema, cause table, constraint and reason, as expressions over c and the joins."""
         cur.execute(
             sql.SQL(
-                "INSERT INTO {marks} SELECT c.tableoid, c.ctid FROM {rel} c WHERE ({cond}) AND NOT {marked}"
-                " FOR UPDATE OF c"
-            ).format(marks=self.marks, rel=self.table.relation(), cond=cond, marked=self.marked())
+                "INSERT INTO {marks} SELECT c.tableoid, c.ctid, {labels} FROM {rel} c {joins}"
+                " WHERE ({cond}) AND NOT {marked} FOR UPDATE OF c"
+            ).format(
+                marks=self.marks,
+                labels=labels,
+                rel=self.table.relation(),
+                joins=joins or sql.SQL(""),
+                cond=cond,
+                marked=self.marked(),
+            )
         )
         self.rows += cur.rowcount
         return cur.rowcount
+
+    def mark_orphans(self, cur: psycopg.Cursor, cond: sql.Composable, cause: TableKey, fk: str, reason: str) -> int:
+        """Rows whose parent row in the run's table `cause` is gone."""
+        labels = sql.SQL(", ").join(sql.Literal(v) for v in (*cause, fk, reason))
+        return self.mark(cur, cond, labels)
+
+    def mark_referencing(self, cur: psycopg.Cursor, fk: ForeignKey, parent: _Affected, reason: str) -> int:
+        """Rows pointing at a marked row of parent: each takes its parent row's cause."""
+        joins = sql.SQL(
+            "JOIN {prel} p ON {match} JOIN {pmarks} pm ON pm.rel = p.tableoid AND pm.row_id = p.ctid"
+        ).format(prel=parent.table.relation(), match=match("p", fk.ref_columns, "c", fk.columns), pmarks=parent.marks)
+        labels = sql.SQL("pm.cause_schema, pm.cause_table, {}, {}").format(sql.Literal(fk.name), sql.Literal(reason))
+        return self.mark(cur, not_null("c", fk.columns), labels, joins)
+
+    def groups(self, cur: psycopg.Cursor) -> list[tuple[TableKey, str, str, int]]:
+        """(cause, constraint, reason, rows) of the marked rows, most rows first."""
+        cur.execute(
+            sql.SQL(
+                "SELECT cause_schema, cause_table, constraint_name, reason, count(*) FROM {} GROUP BY 1, 2, 3, 4"
+                " ORDER BY 5 DESC, 1, 2, 3"
+            ).format(self.marks)
+        )
+        return [((a, b), c, d, int(n)) for a, b, c, d, n in cur.fetchall()]
 
 
 def _referencing_marked(fk: ForeignKey, parent: _Affected) -> sql.Composable:
@@ -157,23 +188,24 @@ def handle_children_outside(
     kept: list[_Affected] = []
     samples: dict[TableKey, str] = {}
 
-    def affected(ref: Reference, cause: TableKey, reason: str, cond: sql.Composable) -> _Affected:
+    def entry_for(ref: Reference) -> tuple[_Affected, str]:
+        """Where rows losing their parent through ref are marked, and what then happens to them."""
         action = KEEPING_ACTIONS.get(ref.fk.on_delete)
-        remove = action is None
-        if remove and ref.table.key in doomed:
-            entry = doomed[ref.table.key]
-        else:
-            marks = sql.Identifier(f"sync_rows_{len(doomed) + len(kept)}")
-            cur.execute(sql.SQL("CREATE TEMP TABLE {} (rel oid, row_id tid) ON COMMIT DROP").format(marks))
-            if not remove:
-                reason = f"{reason}; kept, staging's ON DELETE {action} clears {', '.join(ref.fk.columns)}"
-            entry = _Affected(ref.table, marks, cause, ref.fk.name, reason, remove)
-            if remove:
-                doomed[ref.table.key] = entry
-            else:
-                kept.append(entry)
-        entry.mark(cur, cond)
-        return entry
+        if action is None and ref.table.key in doomed:
+            return doomed[ref.table.key], ""
+        marks = sql.Identifier(f"sync_rows_{len(doomed) + len(kept)}")
+        cur.execute(
+            sql.SQL(
+                "CREATE TEMP TABLE {} (rel oid, row_id tid, cause_schema text, cause_table text,"
+                " constraint_name text, reason text) ON COMMIT DROP"
+            ).format(marks)
+        )
+        entry = _Affected(ref.table, marks, remove=action is None)
+        if action is None:
+            doomed[ref.table.key] = entry
+            return entry, ""
+        kept.append(entry)
+        return entry, f"; kept, staging's ON DELETE {action} clears {', '.join(ref.fk.columns)}"
 
     def blocked(ref: Reference, parent: str, rows: int, sample: str, also: list[TableKey]) -> SelectionError:
         what = qualified(ref.table.key)
@@ -203,8 +235,9 @@ def handle_children_outside(
         if ref.role in ("unselected", "exclude"):
             stuck.append((ref, tp.qualified, counted.rows, sample))
             continue
-        reason = f"{ref.fk.name}: referenced {tp.qualified} rows that production no longer has"
-        affected(ref, tp.table_key, reason, orphan_condition(ref.fk, remaining))
+        entry, kept_note = entry_for(ref)
+        reason = f"{ref.fk.name}: referenced {tp.qualified} rows that production no longer has{kept_note}"
+        entry.mark_orphans(cur, orphan_condition(ref.fk, remaining), tp.table_key, ref.fk.name, reason)
         samples.setdefault(ref.table.key, f"{', '.join(ref.fk.columns)} = {sample}")
     if stuck:
         unselected = [r.table.key for r, *_ in stuck if r.role == "unselected"]
@@ -225,11 +258,9 @@ def handle_children_outside(
                 if rows:
                     raise blocked(ref, qualified(parent_key), rows, "…", [])
                 continue
-            before = doomed[child.key].rows if child.key in doomed else 0
-            entry = affected(
-                ref, parent.cause, f"{fk.name}: referenced {qualified(parent_key)} rows this sync removes", cond
-            )
-            if entry.remove and entry.rows > before and child.key not in frontier:
+            entry, kept_note = entry_for(ref)
+            reason = f"{fk.name}: referenced {qualified(parent_key)} rows this sync removes{kept_note}"
+            if entry.mark_referencing(cur, fk, parent, reason) and entry.remove and child.key not in frontier:
                 frontier.append(child.key)
 
     everything = [*doomed.values(), *kept]
@@ -238,52 +269,54 @@ def handle_children_outside(
     if orphans_policy == "fail":
         first = next(a for a in everything if a.rows)
         key = first.table.key
+        cause, constraint, _, _ = first.groups(cur)[0]
         raise OrphanError(
-            f"{first.rows} row(s) of preserved table {qualified(key)} reference {qualified(first.cause)} rows "
-            f"that production no longer has ({samples.get(key, first.constraint)}); 'orphans: fail' stops the "
+            f"{first.rows} row(s) of preserved table {qualified(key)} reference {qualified(cause)} rows "
+            f"that production no longer has ({samples.get(key, constraint)}); 'orphans: fail' stops the "
             "run and nothing was changed; set 'orphans: delete' to back them up and remove them"
         )
 
     stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
     results: list[OrphanBackup] = []
 
-    def back_up(entry: _Affected, where: sql.Composable) -> TableKey:
+    def back_up(entry: _Affected, unless: _Affected | None) -> TableKey:
+        """Copy the marked rows (but those `unless` marks) to the backup table, each with its own reason."""
         with about_table("backing up preserved rows of", entry.table.qualified):
             backup = _ensure_backup_table(cur, entry.table.key, stamp)
             names = [c.name for c in entry.table.columns]
             cur.execute(
                 sql.SQL(
-                    "INSERT INTO {backup} ({cols}, sync_run_id, sync_reason) SELECT {ccols}, %s, %s FROM {rel} c"
-                    " WHERE {where}"
+                    "INSERT INTO {backup} ({cols}, sync_run_id, sync_reason) SELECT {ccols}, %s, m.reason"
+                    " FROM {rel} c JOIN {marks} m ON m.rel = c.tableoid AND m.row_id = c.ctid WHERE {unless}"
                 ).format(
                     backup=ident(backup),
                     cols=cols(names),
                     ccols=cols(names, "c"),
                     rel=entry.table.relation(),
-                    where=where,
+                    marks=entry.marks,
+                    unless=sql.SQL("NOT {}").format(unless.marked()) if unless is not None else sql.SQL("true"),
                 ),
-                (run_id, entry.reason),
+                (run_id,),
             )
         return backup
 
+    def report(entry: _Affected, backup: TableKey, verb: str) -> None:
+        for cause, constraint, reason, rows in entry.groups(cur):
+            results.append(OrphanBackup(entry.table.key, cause, constraint, rows, backup, removed=entry.remove))
+            log(f"{verb} {rows} row(s) of {entry.table.qualified} to {qualified(backup)} ({reason})")
+
     for entry in kept:
-        if not entry.rows:
-            continue
-        where = entry.marked()
-        if entry.table.key in doomed:  # removed anyway: backed up once, below
-            where = sql.SQL("{} AND NOT {}").format(where, doomed[entry.table.key].marked())
-        backup = back_up(entry, where)
-        results.append(OrphanBackup(entry.table.key, entry.cause, entry.constraint, entry.rows, backup, removed=False))
-        log(f"backed up {entry.rows} row(s) of {entry.table.qualified} to {qualified(backup)} ({entry.reason})")
+        if entry.rows:
+            # Rows removed anyway are backed up once, below.
+            report(entry, back_up(entry, doomed.get(entry.table.key)), "backed up")
 
     parents = {k: [fk.ref for fk in d.table.foreign_keys] for k, d in doomed.items()}
     for key in reversed(fk_order(list(doomed), parents)):
         entry = doomed[key]
         if not entry.rows:
             continue
-        backup = back_up(entry, entry.marked())
+        backup = back_up(entry, None)
         with about_table("removing orphaned rows of", entry.table.qualified):
             cur.execute(sql.SQL("DELETE FROM {} c WHERE {}").format(entry.table.relation(), entry.marked()))
-        results.append(OrphanBackup(key, entry.cause, entry.constraint, cur.rowcount, backup))
-        log(f"moved {cur.rowcount} row(s) of {qualified(key)} to {qualified(backup)} ({entry.reason})")
+        report(entry, backup, "moved")
     return results

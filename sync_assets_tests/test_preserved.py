@@ -100,3 +100,35 @@ def test_the_preserved_table_production_lacks_is_an_asset_with_its_orphan_check(
     evaluations = {e.asset_check_key: e for e in result.get_asset_check_evaluations()}
     assert evaluations[check].passed
     assert evaluations[check].description == "every row of public.wishlists finds its parent rows in staging"
+
+
+RENTALS = """
+CREATE TABLE customer (id int PRIMARY KEY, name text);
+CREATE TABLE inventory (id int PRIMARY KEY, film text);
+CREATE TABLE rental (
+    id int PRIMARY KEY,
+    customer_id int NOT NULL REFERENCES customer,
+    inventory_id int NOT NULL REFERENCES inventory
+);
+INSERT INTO customer SELECT i, 'c' || i FROM generate_series(1, 3) i;
+INSERT INTO inventory SELECT i, 'f' || i FROM generate_series(1, 3) i;
+"""
+
+
+def test_each_backed_up_row_names_the_foreign_key_that_orphaned_it(pair: Pair) -> None:
+    pair.run_prod(RENTALS + "DELETE FROM inventory WHERE id = 2; DELETE FROM customer WHERE id = 3;")
+    pair.run_staging(RENTALS + "INSERT INTO rental VALUES (10, 1, 2), (11, 3, 1), (12, 1, 1);")
+
+    result = pair.sync("preserve: [rental]\n")
+
+    with pair.staging() as staging:
+        backed_up = staging.execute("SELECT id, sync_reason FROM rental_backup ORDER BY id").fetchall()
+        assert table_rows(staging, "rental") == ["(12,1,1)"]
+    assert backed_up == [
+        (10, "rental_inventory_id_fkey: referenced public.inventory rows that production no longer has"),
+        (11, "rental_customer_id_fkey: referenced public.customer rows that production no longer has"),
+    ]
+    assert sorted((o.references, o.constraint, o.rows) for o in result.orphans) == [
+        (("public", "customer"), "rental_customer_id_fkey", 1),
+        (("public", "inventory"), "rental_inventory_id_fkey", 1),
+    ]
