@@ -41,6 +41,7 @@ class TableResult:
     binary: bool
     replaced_whole: bool
     notes: tuple[str, ...] = ()
+    rewritten: int = 0  # rows written by replacing a keyless table whole (inserted/deleted: rows that differ)
     read_rows: int = -1  # rows read from production: fewer than production_rows when only changes were read
     mode: str = "mirror"
 
@@ -246,6 +247,7 @@ def run_sync(
                 copy_seconds=stats.seconds,
                 binary=tp.binary,
                 replaced_whole=changes.replaced_whole,
+                rewritten=changes.rewritten,
                 notes=tp.notes,
                 read_rows=stats.read_rows,
                 mode=tp.mode,

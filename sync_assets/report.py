@@ -57,6 +57,9 @@ def table_metadata(
         "preserved_rows_backed_up": MetadataValue.int(backed_up),
         "copy_format": MetadataValue.text("binary" if table.binary else "text"),
         "replaced_whole": MetadataValue.bool(table.replaced_whole),
+        # A keyless table that differs is rewritten whole: rows_inserted/rows_deleted count the rows
+        # that differ, this the rows written.
+        "rows_rewritten": MetadataValue.int(table.rewritten),
         "source": MetadataValue.text(source),
         "sync_run_id": MetadataValue.text(result.run_id),
     }

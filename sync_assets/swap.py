@@ -39,10 +39,14 @@ Log = Callable[[str], None]
 
 @dataclass
 class TableChanges:
+    """Rows that differ between staging and the snapshot, as the swap found and applied them."""
+
     inserted: int = 0
     updated: int = 0
     deleted: int = 0
     replaced_whole: bool = False
+    # Rows written by replacing a keyless table whole: more than the rows that differ.
+    rewritten: int = 0
 
 
 @dataclass
@@ -261,18 +265,23 @@ def _replace_whole(
     if same:
         return
     changes.replaced_whole = True
+    # The rows that really differ, duplicates counted, apart from the rows the replacement rewrites.
+    cur.execute(
+        sql.SQL(
+            "SELECT (SELECT count(*) FROM (SELECT {row} FROM {shadow} EXCEPT ALL SELECT {row} FROM {rel}) a),"
+            " (SELECT count(*) FROM (SELECT {row} FROM {rel} EXCEPT ALL SELECT {row} FROM {shadow}) b),"
+            " (SELECT count(*) FROM {shadow})"
+        ).format(row=_comparable(tp), rel=rel, shadow=shadow)
+    )
+    changes.inserted, changes.deleted, changes.rewritten = (int(n) for n in cur.fetchone())
     if dry:
-        cur.execute(sql.SQL("SELECT (SELECT count(*) FROM {}), (SELECT count(*) FROM {})").format(rel, shadow))
-        changes.deleted, changes.inserted = (int(n) for n in cur.fetchone())
         return
     cur.execute(sql.SQL("DELETE FROM {}").format(rel))
-    changes.deleted = cur.rowcount
     cur.execute(
         sql.SQL("INSERT INTO {table} ({cols}) {overriding} SELECT {cols} FROM {shadow}").format(
             table=ident(tp.table_key), cols=cols(tp.columns), overriding=_overriding(tp), shadow=shadow
         )
     )
-    changes.inserted = cur.rowcount
 
 
 def _delete_removed(cur: psycopg.Cursor, tp: TablePlan, diff: _Diff, changes: TableChanges) -> None:

@@ -50,7 +50,7 @@ def test_dry_run_reports_the_exact_plan_and_changes_nothing(cruise_pair: Pair, t
     )
     assert "cruises_id_seq → 220" in plan
     assert (meta["rows_to_insert"].value, meta["preserved_rows_to_back_up"].value) == (
-        20 + 1 + 1 + 2 + 20 + 20 + 51,
+        20 + 1 + 1 + 2 + 20 + 20 + 1,
         4,
     )
 

@@ -66,7 +66,7 @@ def test_a_finished_sync_posts_its_summary(cruise_pair: Pair, tmp_path: Path, we
     assert len(webhook) == 1
     text = webhook[0]["text"]
     assert text.startswith(":white_check_mark: *sync_job* synced 10 table(s) in ")
-    assert "115 rows inserted, 91 updated, 150 deleted, 2,064 rows in staging now." in text
+    assert "65 rows inserted, 91 updated, 100 deleted, 2,064 rows in staging now." in text
     assert f"<http://dagster.example:3000/runs/{result.run_id}|Run {result.run_id[:8]}>" in text
     assert ":warning:" not in text
 

@@ -647,11 +647,11 @@ def test_resync_finds_representation_only_changes(pair: Pair, change: str, chang
 
 
 @pytest.mark.parametrize(
-    "change",
-    ["UPDATE k SET n = 1.00 WHERE id = 1", "UPDATE k SET f = '-0' WHERE id = 2"],
+    ("change", "differ"),
+    [("UPDATE k SET n = 1.00 WHERE id = 1", 1), ("UPDATE k SET f = '-0' WHERE id = 2", 2)],
     ids=["numeric-scale", "float-negative-zero"],
 )
-def test_resync_of_keyless_table_replaces_it_on_representation_change(pair: Pair, change: str) -> None:
+def test_resync_of_keyless_table_replaces_it_on_representation_change(pair: Pair, change: str, differ: int) -> None:
     create_both(pair, "CREATE TABLE k (id integer, n numeric, f float8);")
     pair.run_prod("INSERT INTO k VALUES (1, 1.0, 0), (2, 2.0, 0), (2, 2.0, 0)")
     first = pair.sync()
@@ -660,7 +660,7 @@ def test_resync_of_keyless_table_replaces_it_on_representation_change(pair: Pair
     result = pair.sync()
     assert_all_equal(pair)
     k = result.tables[("public", "k")]
-    assert (k.inserted, k.updated, k.deleted, k.replaced_whole) == (3, 0, 3, True)
+    assert (k.inserted, k.updated, k.deleted, k.replaced_whole, k.rewritten) == (differ, 0, differ, True, 3)
 
 
 @pytest.mark.parametrize("amount", ["numeric", "money"], ids=["hashed", "money-has-no-hash-exact-compare"])
@@ -673,7 +673,7 @@ def test_keyless_table_is_left_alone_while_equal_and_replaced_once_changed(pair:
     # One duplicate fewer, one row more: the same count, other rows.
     pair.run_prod("DELETE FROM k WHERE ctid = (SELECT max(ctid) FROM k WHERE id = 2); INSERT INTO k VALUES (3, 3, 'c')")
     changed = pair.sync().tables[("public", "k")]
-    assert (changed.inserted, changed.deleted, changed.replaced_whole) == (3, 3, True)
+    assert (changed.inserted, changed.deleted, changed.replaced_whole, changed.rewritten) == (1, 1, True, 3)
     assert_all_equal(pair)
 
 
@@ -758,3 +758,20 @@ def test_resync_without_production_change_changes_nothing(pair: Pair) -> None:
     # and once more with a single worker (no exported snapshot)
     third = pair.sync(parse_config({"schemas": ["public", "Sales Data"], "workers": 1}))
     assert_no_changes(third)
+
+
+def test_a_keyless_table_replaced_whole_reports_the_rows_that_differ_apart_from_the_rows_rewritten(pair: Pair) -> None:
+    create_both(pair, "CREATE TABLE k (id integer, note text);")
+    pair.run_prod("INSERT INTO k SELECT i, 'n' || i FROM generate_series(1, 100) i")
+    pair.sync()
+    pair.run_prod(
+        "DELETE FROM k WHERE id IN (1, 2, 3); INSERT INTO k SELECT i, 'new' FROM generate_series(101, 105) i;"
+        "UPDATE k SET note = 'changed' WHERE id IN (50, 51)"
+    )
+
+    result = pair.sync()
+
+    k = result.tables[("public", "k")]
+    # 5 new rows and 2 changed ones arrive; 3 deleted rows and the 2 old versions go; 102 rows written
+    assert (k.inserted, k.updated, k.deleted, k.replaced_whole, k.rewritten) == (7, 0, 5, True, 102)
+    assert_all_equal(pair)
