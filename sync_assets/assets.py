@@ -343,7 +343,7 @@ def _orphans_check(conn: psycopg.Connection, table: Table, check_key: AssetCheck
     counted = []
     try:
         with conn.transaction(), conn.cursor() as cur:
-            counted = [count_orphans(cur, table.relation(), fk) for fk in table.foreign_keys]
+            counted = [count_orphans(cur, table.fk_relation(fk), fk) for fk in table.foreign_keys]
     except psycopg.Error as exc:
         return AssetCheckResult(
             asset_key=check_key.asset_key,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import psycopg
 from psycopg import sql
@@ -51,6 +51,12 @@ class ForeignKey:
     ref_columns: tuple[str, ...]
     deferrable: bool = False
     on_delete: str = "a"  # pg_constraint.confdeltype: a no action, r restrict, c cascade, n set null, d set default
+    # Declared on one partition of the table rather than on the table (as a dump of such a schema creates
+    # them): it constrains that partition's rows only. None: declared on the table itself.
+    declared_on: tuple[str, str] | None = None
+    # Every leaf partition declares the same reference: rows not yet routed to a partition (a shadow)
+    # must satisfy it whichever partition they land in.
+    on_every_partition: bool = False
 
     @property
     def ref(self) -> tuple[str, str]:
@@ -58,11 +64,15 @@ class ForeignKey:
 
 
 @dataclass(frozen=True)
-class OwnedSequence:
+class ColumnSequence:
+    """A sequence a column draws from: owned by it (serial, identity) or named by its default
+    (`DEFAULT nextval('actor_actor_id_seq')` without OWNED BY, perhaps shared with other tables)."""
+
     schema: str
     name: str
     column: str
     increment: int
+    owned: bool = True
 
 
 @dataclass(frozen=True)
@@ -73,7 +83,7 @@ class Table:
     primary_key: tuple[str, ...] = ()
     unique_keys: tuple[tuple[str, ...], ...] = ()
     foreign_keys: tuple[ForeignKey, ...] = ()
-    sequences: tuple[OwnedSequence, ...] = ()
+    sequences: tuple[ColumnSequence, ...] = ()
     comment: str | None = None
     partitioned: bool = False
     estimated_rows: int = 0
@@ -92,6 +102,13 @@ class Table:
         their own; partitioned tables whole, since their rows live in the partitions."""
         ident = sql.Identifier(self.schema, self.name)
         return ident if self.partitioned else sql.SQL("ONLY {}").format(ident)
+
+    def fk_relation(self, fk: ForeignKey) -> sql.Composable:
+        """The rows a foreign key of this table constrains, in a FROM clause: the partition it is declared
+        on (with its own partitions, if any), else the table's own rows."""
+        if fk.declared_on is not None:
+            return sql.Identifier(*fk.declared_on)
+        return self.relation()
 
     def column(self, name: str) -> Column | None:
         return next((c for c in self.columns if c.name == name), None)
@@ -148,10 +165,17 @@ class Catalog:
                     "primary_key": tuple(t["primary_key"]),
                     "unique_keys": tuple(tuple(k) for k in t["unique_keys"]),
                     "foreign_keys": tuple(
-                        ForeignKey(**{**fk, "columns": tuple(fk["columns"]), "ref_columns": tuple(fk["ref_columns"])})
+                        ForeignKey(
+                            **{
+                                **fk,
+                                "columns": tuple(fk["columns"]),
+                                "ref_columns": tuple(fk["ref_columns"]),
+                                "declared_on": tuple(fk["declared_on"]) if fk.get("declared_on") else None,
+                            }
+                        )
                         for fk in t["foreign_keys"]
                     ),
-                    "sequences": tuple(OwnedSequence(**s) for s in t["sequences"]),
+                    "sequences": tuple(ColumnSequence(**s) for s in t["sequences"]),
                 }
             )
             tables[table.key] = table
@@ -218,6 +242,28 @@ WHERE con.conrelid = ANY(%(oids)s) AND con.contype IN ('p', 'u', 'f')
 ORDER BY con.conrelid, con.contype, con.conname
 """
 
+# Foreign keys declared on a partition of a table (not cloned from one declared on the table), with the
+# leaf partitions they cover and the table's leaf partitions.
+_PARTITION_FKS_SQL = """
+SELECT pg_partition_root(con.conrelid)::oid, pn.nspname, pc.relname, con.conname,
+       ARRAY(SELECT a.attname FROM unnest(con.conkey) WITH ORDINALITY k(n, i)
+             JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.i)::text[],
+       fn.nspname, fc.relname,
+       ARRAY(SELECT a.attname FROM unnest(con.confkey) WITH ORDINALITY k(n, i)
+             JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n ORDER BY k.i)::text[],
+       con.condeferrable, con.confdeltype::text,
+       ARRAY(SELECT t.relid FROM pg_partition_tree(con.conrelid) t WHERE t.isleaf)::oid[],
+       ARRAY(SELECT t.relid FROM pg_partition_tree(pg_partition_root(con.conrelid)) t WHERE t.isleaf)::oid[]
+FROM pg_constraint con
+JOIN pg_class pc ON pc.oid = con.conrelid
+JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+JOIN pg_class fc ON fc.oid = con.confrelid
+JOIN pg_namespace fn ON fn.oid = fc.relnamespace
+WHERE con.contype = 'f' AND con.conparentid = 0 AND pc.relispartition
+  AND pg_partition_root(con.conrelid)::oid = ANY(%(oids)s)
+ORDER BY 1, pn.nspname, pc.relname, con.conname
+"""
+
 # Unique indexes that are not constraints still identify rows (no predicate, no expressions).
 _UNIQUE_INDEXES_SQL = """
 SELECT i.indrelid,
@@ -234,16 +280,35 @@ WHERE i.indrelid = ANY(%(oids)s) AND i.indisunique AND NOT i.indisprimary AND i.
 ORDER BY i.indrelid, ic.relname
 """
 
+# Sequences behind columns: owned by them (serial, OWNED BY, identity), or drawn by their default
+# `nextval('seq')` without being owned, a sequence perhaps shared with other tables. Only a default that
+# is exactly that call: a value made from it ('INV-' || nextval(...)) is not the sequence's number.
 _SEQUENCES_SQL = """
-SELECT d.refobjid, sn.nspname, s.relname, a.attname, seq.seqincrement
-FROM pg_depend d
-JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
-JOIN pg_namespace sn ON sn.oid = s.relnamespace
-JOIN pg_sequence seq ON seq.seqrelid = s.oid
-JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
-WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
-  AND d.deptype IN ('a', 'i') AND d.refobjid = ANY(%(oids)s)
-ORDER BY d.refobjid, a.attnum
+SELECT relid, seq_schema, seq_name, column_name, increment, bool_or(owned)
+FROM (
+    SELECT d.refobjid AS relid, sn.nspname AS seq_schema, s.relname AS seq_name, a.attname AS column_name,
+           seq.seqincrement AS increment, true AS owned, a.attnum
+    FROM pg_depend d
+    JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+    JOIN pg_namespace sn ON sn.oid = s.relnamespace
+    JOIN pg_sequence seq ON seq.seqrelid = s.oid
+    JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+    WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
+      AND d.deptype IN ('a', 'i') AND d.refobjid = ANY(%(oids)s)
+    UNION ALL
+    SELECT ad.adrelid, sn.nspname, s.relname, a.attname, seq.seqincrement, false, a.attnum
+    FROM pg_attrdef ad
+    JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid
+                    AND d.refclassid = 'pg_class'::regclass AND d.deptype = 'n'
+    JOIN pg_class s ON s.oid = d.refobjid AND s.relkind = 'S'
+    JOIN pg_namespace sn ON sn.oid = s.relnamespace
+    JOIN pg_sequence seq ON seq.seqrelid = s.oid
+    JOIN pg_attribute a ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum
+    WHERE ad.adrelid = ANY(%(oids)s)
+      AND pg_get_expr(ad.adbin, ad.adrelid) = format('nextval(%%L::regclass)', s.oid::regclass)
+) found
+GROUP BY relid, seq_schema, seq_name, column_name, increment, attnum
+ORDER BY relid, attnum, seq_schema, seq_name
 """
 
 _ENUMS_SQL = """
@@ -251,6 +316,17 @@ SELECT format_type(t.oid, NULL), array_agg(e.enumlabel::text ORDER BY e.enumsort
 FROM pg_type t JOIN pg_enum e ON e.enumtypid = t.oid
 GROUP BY t.oid
 """
+
+
+def _covering(found: list[tuple[ForeignKey, frozenset[int], frozenset[int]]]) -> list[ForeignKey]:
+    """Partition foreign keys, each marked when the same reference is declared over every leaf partition."""
+    covered: dict[tuple, set[int]] = {}
+    for fk, covers, _ in found:
+        covered.setdefault((fk.columns, fk.ref, fk.ref_columns), set()).update(covers)
+    return [
+        replace(fk, on_every_partition=covered[(fk.columns, fk.ref, fk.ref_columns)] >= leaves)
+        for fk, _, leaves in found
+    ]
 
 
 def introspect(conn: psycopg.Connection, schemas: list[str] | tuple[str, ...] | None) -> Catalog:
@@ -302,14 +378,36 @@ def introspect(conn: psycopg.Connection, schemas: list[str] | tuple[str, ...] | 
                 fks[relid].append(
                     ForeignKey(conname, tuple(cols), ref_schema, ref_table, tuple(ref_cols), deferrable, on_delete)
                 )
+        partition_fks: dict[int, list[tuple[ForeignKey, frozenset[int], frozenset[int]]]] = {}
+        cur.execute(_PARTITION_FKS_SQL, {"oids": oids})
+        for (
+            root,
+            schema,
+            part,
+            conname,
+            cols,
+            ref_schema,
+            ref_table,
+            ref_cols,
+            deferrable,
+            on_delete,
+            covers,
+            leaves,
+        ) in cur:
+            fk = ForeignKey(
+                conname, tuple(cols), ref_schema, ref_table, tuple(ref_cols), deferrable, on_delete, (schema, part)
+            )
+            partition_fks.setdefault(root, []).append((fk, frozenset(covers), frozenset(leaves)))
+        for root, found in partition_fks.items():
+            fks[root].extend(_covering(found))
         cur.execute(_UNIQUE_INDEXES_SQL, {"oids": oids})
         for relid, cols in cur:
             uniques[relid].append(tuple(cols))
 
-        seqs: dict[int, list[OwnedSequence]] = {oid: [] for oid in oids}
+        seqs: dict[int, list[ColumnSequence]] = {oid: [] for oid in oids}
         cur.execute(_SEQUENCES_SQL, {"oids": oids})
-        for relid, seq_schema, seq_name, column, increment in cur:
-            seqs[relid].append(OwnedSequence(seq_schema, seq_name, column, int(increment)))
+        for relid, seq_schema, seq_name, column, increment, owned in cur:
+            seqs[relid].append(ColumnSequence(seq_schema, seq_name, column, int(increment), bool(owned)))
 
         cur.execute(_ENUMS_SQL)
         enums = {name: tuple(labels) for name, labels in cur}

@@ -6,6 +6,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from datetime import timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,17 @@ from sync_assets.errors import ConfigError
 
 CONFIG_ENV = "SYNC_ASSETS_CONFIG"
 ORPHAN_POLICIES = ("delete", "fail")
-TRIGGER_SETTINGS = ("auto", "skip", "fire")
+
+
+class StagingTriggers(StrEnum):
+    """staging_triggers: what staging's own triggers do on the rows the sync writes (write_path.py)."""
+
+    AUTO = "auto"  # silenced where the staging role can, else they fire and the run warns
+    SKIP = "skip"  # silenced, or the run is refused
+    FIRE = "fire"  # they fire; foreign keys are checked row by row
+
+
+TRIGGER_SETTINGS = tuple(s.value for s in StagingTriggers)
 # mirror: staging equals production; merge: new and changed rows arrive, nothing is deleted;
 # incremental: like mirror, but only rows changed since the last run are read (deletes found by key).
 MODES = ("mirror", "merge", "incremental")
@@ -57,9 +68,7 @@ class SyncConfig:
     incremental_overlap: timedelta = timedelta(minutes=5)
     # An incremental table is read whole again (and compared row by row) when its last full read is older.
     reconcile_every: timedelta | None = timedelta(days=7)
-    # auto: rows are written with staging's triggers off (foreign keys then checked once per key) where
-    # the staging role may; skip: that, or fail; fire: triggers fire, foreign keys checked row by row.
-    staging_triggers: str = "auto"
+    staging_triggers: StagingTriggers = StagingTriggers.AUTO
     # Limits: connecting, any one statement (None: no limit), a session idle inside a transaction, the run.
     connect_timeout: timedelta = timedelta(seconds=10)
     statement_timeout: timedelta | None = timedelta(hours=1)
@@ -245,7 +254,7 @@ def parse_config(data: Any, where: str = "config") -> SyncConfig:
         table_columns=table_columns,
         incremental_overlap=overlap or timedelta(0),
         reconcile_every=reconcile,
-        staging_triggers=triggers,
+        staging_triggers=StagingTriggers(triggers),
         connect_timeout=limits["connect_timeout"] or timedelta(seconds=10),
         statement_timeout=limits["statement_timeout"],
         idle_in_transaction_timeout=limits["idle_in_transaction_timeout"] or timedelta(minutes=5),

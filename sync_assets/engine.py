@@ -12,7 +12,7 @@ import psycopg
 from psycopg import sql
 
 from sync_assets import catalog as catalog_mod
-from sync_assets import faults, incremental, privileges
+from sync_assets import faults, incremental, privileges, write_path
 from sync_assets.config import SyncConfig
 from sync_assets.connections import Endpoint, refuse_same_database, same_database_message, server_identity
 from sync_assets.errors import BusyError, SyncError
@@ -190,6 +190,8 @@ def run_sync(
         for warning in result.warnings:
             log(f"{WARNING_PREFIX}{warning}")
         privileges.check_staging(control, plan, config.orphans)
+        with control.cursor() as cur:
+            path = write_path.choose(cur, plan, config.staging_triggers)
         faults.reach("planned")
         for note in plan.notes:
             log(note)
@@ -200,6 +202,11 @@ def run_sync(
             f"syncing {len(plan.tables)} table(s) from production {source.describe()} to staging "
             f"{target.describe()} in one snapshot"
         )
+        for line in path.info:
+            log(line)
+        if path.warning is not None:
+            result.warnings.append(path.warning)
+            log(f"{WARNING_PREFIX}{path.warning}")
         copied: dict[TableKey, CopyStats] = extract(
             prod, snapshot_id, source, target, list(plan.tables), shadows, config.workers, log
         )
@@ -224,7 +231,7 @@ def run_sync(
             log,
             dry_run,
             bookkeeping,
-            config.staging_triggers,
+            path,
         )
         result.swap_seconds = time.monotonic() - swap_started
         faults.reach("committed")

@@ -63,8 +63,16 @@ def fk_order(
 
     `parents[child]` lists what child references; references to nodes outside `nodes` are ignored.
     Inside a cycle some reference must point forward: `hard[child]`, a subset of parents (NOT NULL
-    foreign keys, which cannot be filled in later), are kept pointing backward where possible.
+    foreign keys), are kept pointing backward where possible.
     """
+    return [n for group in fk_groups(nodes, parents, hard) for n in group]
+
+
+def fk_groups(
+    nodes: Iterable[K], parents: Mapping[K, Iterable[K]], hard: Mapping[K, Iterable[K]] | None = None
+) -> list[list[K]]:
+    """The nodes in groups, every group after the groups it references: a group is one node, or the
+    nodes of one cycle (ordered as fk_order orders them)."""
     node_list = sorted(set(nodes))
     known = set(node_list)
     par = {n: {p for p in parents.get(n, ()) if p in known and p != n} for n in node_list}
@@ -77,10 +85,10 @@ def fk_order(
             children[d].add(i)
     ready = [(comps[i][0], i) for i, deps in waiting.items() if not deps]
     heapq.heapify(ready)
-    order: list[K] = []
+    order: list[list[K]] = []
     while ready:
         _, i = heapq.heappop(ready)
-        order.extend(_order_cycle(comps[i], par, {n: set(hard.get(n, ())) if hard else set() for n in comps[i]}))
+        order.append(_order_cycle(comps[i], par, {n: set(hard.get(n, ())) if hard else set() for n in comps[i]}))
         for c in sorted(children[i]):
             waiting[c].discard(i)
             if not waiting[c]:

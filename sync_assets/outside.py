@@ -42,11 +42,17 @@ class OrphanBackup:
 
 
 def check_parents_outside(cur: psycopg.Cursor, plan: SyncPlan, shadows: dict[TableKey, sql.Identifier]) -> None:
-    """Rows of the run referencing a table outside it must find their parent rows in staging."""
+    """Rows of the run referencing a table outside it must find their parent rows in staging.
+
+    Checked on the shadows, before anything is written. A foreign key declared on some partitions only
+    cannot be: which partition a shadow row lands in is known once it is written, and then PostgreSQL
+    (or, writing once per key, replica.check_written) checks it."""
     problems = []
     for ref in plan.parents_outside:
         tp = plan.table(ref.table.key)
         if not set(ref.fk.columns) <= set(tp.columns):
+            continue
+        if ref.fk.declared_on is not None and not ref.fk.on_every_partition:
             continue
         counted = count_orphans(cur, shadows[tp.table_key], ref.fk)
         if counted.rows:
@@ -121,10 +127,15 @@ class _Affected:
         )
 
     def mark(
-        self, cur: psycopg.Cursor, cond: sql.Composable, labels: sql.Composable, joins: sql.Composable | None = None
+        self,
+        cur: psycopg.Cursor,
+        fk: ForeignKey,
+        cond: sql.Composable,
+        labels: sql.Composable,
+        joins: sql.Composable | None = None,
     ) -> int:
-        """Add (and lock) the rows (alias c) matching cond that are not marked yet, with their labels:
-        cause schema, cause table, constraint and reason, as expressions over c and the joins."""
+        """Add (and lock) the rows (alias c) that fk constrains and that match cond, not marked yet, with
+        their labels: cause schema, cause table, constraint and reason, as expressions over c and the joins."""
         cur.execute(
             sql.SQL(
                 "INSERT INTO {marks} SELECT c.tableoid, c.ctid, {labels} FROM {rel} c {joins}"
@@ -132,7 +143,7 @@ class _Affected:
             ).format(
                 marks=self.marks,
                 labels=labels,
-                rel=self.table.relation(),
+                rel=self.table.fk_relation(fk),
                 joins=joins or sql.SQL(""),
                 cond=cond,
                 marked=self.marked(),
@@ -141,10 +152,12 @@ class _Affected:
         self.rows += cur.rowcount
         return cur.rowcount
 
-    def mark_orphans(self, cur: psycopg.Cursor, cond: sql.Composable, cause: TableKey, fk: str, reason: str) -> int:
+    def mark_orphans(
+        self, cur: psycopg.Cursor, fk: ForeignKey, cond: sql.Composable, cause: TableKey, reason: str
+    ) -> int:
         """Rows whose parent row in the run's table `cause` is gone."""
-        labels = sql.SQL(", ").join(sql.Literal(v) for v in (*cause, fk, reason))
-        return self.mark(cur, cond, labels)
+        labels = sql.SQL(", ").join(sql.Literal(v) for v in (*cause, fk.name, reason))
+        return self.mark(cur, fk, cond, labels)
 
     def mark_referencing(self, cur: psycopg.Cursor, fk: ForeignKey, parent: _Affected, reason: str) -> int:
         """Rows pointing at a marked row of parent: each takes its parent row's cause."""
@@ -152,7 +165,7 @@ class _Affected:
             "JOIN {prel} p ON {match} JOIN {pmarks} pm ON pm.rel = p.tableoid AND pm.row_id = p.ctid"
         ).format(prel=parent.table.relation(), match=match("p", fk.ref_columns, "c", fk.columns), pmarks=parent.marks)
         labels = sql.SQL("pm.cause_schema, pm.cause_table, {}, {}").format(sql.Literal(fk.name), sql.Literal(reason))
-        return self.mark(cur, not_null("c", fk.columns), labels, joins)
+        return self.mark(cur, fk, not_null("c", fk.columns), labels, joins)
 
     def groups(self, cur: psycopg.Cursor) -> list[tuple[TableKey, str, str, int]]:
         """(cause, constraint, reason, rows) of the marked rows, most rows first."""
@@ -228,7 +241,7 @@ def handle_children_outside(
         if not tp.deletes or not set(ref.fk.ref_columns) <= set(tp.columns):
             continue  # merge removes no row: nothing outside loses its parent
         remaining = snapshot_rows(tp, shadows[tp.table_key], ref.fk.ref_columns)
-        counted = count_orphans(cur, ref.table.relation(), ref.fk, remaining)
+        counted = count_orphans(cur, ref.table.fk_relation(ref.fk), ref.fk, remaining)
         if not counted.rows:
             continue
         sample = fmt_sample(list(counted.sample))
@@ -237,7 +250,7 @@ def handle_children_outside(
             continue
         entry, kept_note = entry_for(ref)
         reason = f"{ref.fk.name}: referenced {tp.qualified} rows that production no longer has{kept_note}"
-        entry.mark_orphans(cur, orphan_condition(ref.fk, remaining), tp.table_key, ref.fk.name, reason)
+        entry.mark_orphans(cur, ref.fk, orphan_condition(ref.fk, remaining), tp.table_key, reason)
         samples.setdefault(ref.table.key, f"{', '.join(ref.fk.columns)} = {sample}")
     if stuck:
         unselected = [r.table.key for r, *_ in stuck if r.role == "unselected"]
@@ -253,7 +266,7 @@ def handle_children_outside(
             ref = Reference(child, fk, plan.role_of(child.key))
             cond = _referencing_marked(fk, parent)
             if ref.role in ("unselected", "exclude", "run"):
-                cur.execute(sql.SQL("SELECT count(*) FROM {} c WHERE {}").format(child.relation(), cond))
+                cur.execute(sql.SQL("SELECT count(*) FROM {} c WHERE {}").format(child.fk_relation(fk), cond))
                 rows = cur.fetchone()[0]
                 if rows:
                     raise blocked(ref, qualified(parent_key), rows, "…", [])

@@ -6,10 +6,10 @@ import re
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sync_assets.catalog import Catalog, Column, ForeignKey, OwnedSequence, Table
+from sync_assets.catalog import Catalog, Column, ColumnSequence, ForeignKey, Table
 from sync_assets.config import SyncConfig, TableRef
 from sync_assets.errors import ConfigError, DriftError, SelectionError
-from sync_assets.graph import acyclic_parents, fk_order
+from sync_assets.graph import acyclic_parents, fk_groups, fk_order
 
 TableKey = tuple[str, str]
 
@@ -155,12 +155,9 @@ class TablePlan:
     text_columns: tuple[str, ...]  # compared through their text form
     update_columns: tuple[str, ...]  # set by UPDATE (not key, not identity ALWAYS)
     overriding_system_value: bool  # staging has a copied identity ALWAYS column
-    sequences: tuple[OwnedSequence, ...]  # staging's sequences behind copied columns
+    sequences: tuple[ColumnSequence, ...]  # staging's sequences behind copied columns
     extra_columns: tuple[str, ...]  # staging-only columns left to their defaults
     notes: tuple[str, ...] = ()
-    # Foreign-key columns pointing at a table applied later (a non-deferrable FK cycle): written NULL
-    # first, and linked once every table of the run has its new rows.
-    deferred_columns: tuple[str, ...] = ()
     mode: str = "mirror"  # merge: rows production no longer has stay in staging
     incremental_column: str | None = None  # mode incremental: when a row last changed
     # Mode incremental: read only rows whose column is at least this (None: read every row).
@@ -204,11 +201,14 @@ class Reference:
 
 @dataclass(frozen=True)
 class SyncPlan:
-    tables: tuple[TablePlan, ...]  # FK order, parents first
+    tables: tuple[TablePlan, ...]  # FK order by staging's foreign keys, parents first
     children_outside: tuple[Reference, ...]  # tables outside the run pointing into it
     parents_outside: tuple[Reference, ...]  # tables of the run pointing out of it
     roles: Roles
     staging: Catalog
+    # The tables in write order: each group one table, or the tables of a foreign-key cycle, which are
+    # written together (swap.py).
+    groups: tuple[tuple[TableKey, ...], ...]
 
     def table(self, key: TableKey) -> TablePlan:
         return next(t for t in self.tables if t.table_key == key)
@@ -433,7 +433,7 @@ def build_plan(
                 f"{tp.qualified} has no primary key nor unique NOT NULL key, so the sync replaces it whole, but "
                 f"{', '.join(sorted(set(referencing)))} reference it: give {tp.qualified} a primary key"
             )
-    plan = SyncPlan(tables=tables, children_outside=(), parents_outside=(), roles=roles, staging=staging)
+    plan = SyncPlan(tables=tables, children_outside=(), parents_outside=(), roles=roles, staging=staging, groups=())
     children: list[Reference] = []
     parents: list[Reference] = []
     for tp in tables:
@@ -443,35 +443,24 @@ def build_plan(
         for fk in tp.target.foreign_keys:
             if plan.role_of(fk.ref) != "run":
                 parents.append(Reference(tp.target, fk, plan.role_of(fk.ref)))
+    groups = _write_groups(tables)
+    by_key = {tp.table_key: tp for tp in tables}
     return replace(
         plan,
-        tables=_defer_cycle_columns(tables),
+        tables=tuple(by_key[k] for group in groups for k in group),
         children_outside=tuple(children),
         parents_outside=tuple(parents),
+        groups=tuple(tuple(group) for group in groups),
     )
 
 
-def _defer_cycle_columns(tables: tuple[TablePlan, ...]) -> tuple[TablePlan, ...]:
-    """Mark foreign keys that point forward in the apply order (the edges that break a cycle)."""
-    position = {tp.table_key: i for i, tp in enumerate(tables)}
-    out = []
-    for i, tp in enumerate(tables):
-        forward = [
-            fk
-            for fk in tp.target.foreign_keys
-            if position.get(fk.ref, -1) > i and not fk.deferrable and set(fk.columns) <= set(tp.columns)
-        ]
-        if not forward:
-            out.append(tp)
-            continue
-        stuck = next((fk for fk in forward if _must_be_set(tp.target, fk)), None)
-        if stuck is not None:
-            raise DriftError(
-                f"the foreign keys of {tp.qualified} and {qualified(stuck.ref)} form a cycle that no order of "
-                f"inserts can satisfy: {tp.qualified}.{', '.join(stuck.columns)} ({stuck.name}) is NOT NULL and "
-                "not DEFERRABLE in staging; make that foreign key DEFERRABLE or its column nullable"
-            )
-        cols = tuple(dict.fromkeys(c for fk in forward for c in fk.columns))
-        note = f"foreign key cycle: {', '.join(fk.name for fk in forward)} linked after every table is applied"
-        out.append(replace(tp, deferred_columns=cols, notes=(*tp.notes, note)))
-    return tuple(out)
+def _write_groups(tables: tuple[TablePlan, ...]) -> list[list[TableKey]]:
+    """The run's tables grouped and ordered by staging's foreign keys among them (partitions' included):
+    a table after the tables it references; the tables of a cycle in one group."""
+    run = {tp.table_key for tp in tables}
+    parents = {tp.table_key: [fk.ref for fk in tp.target.foreign_keys if fk.ref in run] for tp in tables}
+    hard = {
+        tp.table_key: [fk.ref for fk in tp.target.foreign_keys if fk.ref in run and _must_be_set(tp.target, fk)]
+        for tp in tables
+    }
+    return fk_groups(list(run), parents, hard)

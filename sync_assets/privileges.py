@@ -28,7 +28,7 @@ def _regclass(schema: str, name: str) -> str:
 
 def staging_needs(tp: TablePlan) -> list[str]:
     wanted = ["SELECT", "INSERT"]
-    if tp.key and (tp.update_columns or tp.key_text_columns or tp.deferred_columns):
+    if tp.key and (tp.update_columns or tp.key_text_columns):
         wanted.append("UPDATE")
     if tp.deletes or not tp.key:
         wanted.append("DELETE")

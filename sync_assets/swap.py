@@ -12,7 +12,9 @@ Order inside the transaction:
 Only row-level locks (ROW EXCLUSIVE) are taken, so readers are never blocked; they see the old
 rows until COMMIT. When a unique value moves from a row being deleted to a new or updated row,
 step 4 goes before step 3 instead (and updates before inserts), in a savepoint retried once.
-Foreign keys that form a non-deferrable cycle are written NULL in step 3 and linked after it.
+Tables whose foreign keys form a cycle (even of NOT NULL, non-deferrable keys) are inserted into in
+one statement, and deleted from in one: PostgreSQL checks a foreign key at the end of the statement, so
+rows pointing at each other arrive, or go, together.
 """
 
 from __future__ import annotations
@@ -26,13 +28,15 @@ import psycopg
 from psycopg import sql
 
 from sync_assets import faults, fingerprints
+from sync_assets.catalog import ForeignKey
 from sync_assets.errors import TableFailure, about_table
 from sync_assets.extract import SESSION_SETTINGS
 from sync_assets.outside import OrphanBackup, check_parents_outside, handle_children_outside
 from sync_assets.plan import SyncPlan, TableKey, TablePlan
-from sync_assets.replica import check_written, use_replica
-from sync_assets.shadows import key_shadow_name, snapshot_rows
+from sync_assets.replica import check_written
+from sync_assets.shadows import key_shadow_name
 from sync_assets.sqlparts import as_text, cols, ident, match, not_null
+from sync_assets.write_path import WritePath
 
 Log = Callable[[str], None]
 
@@ -106,7 +110,7 @@ def _compute_diff(cur: psycopg.Cursor, tp: TablePlan, shadow: sql.Identifier, in
         return _Diff(None, tp.key)
     marks = sql.Identifier(f"sync_diff_{index}")
     # Only what an UPDATE can write: a column it may not set (identity ALWAYS) would look changed forever.
-    settable = (set(tp.update_columns) | set(tp.key_text_columns)) - set(tp.deferred_columns)
+    settable = set(tp.update_columns) | set(tp.key_text_columns)
     compared = tuple(c for c in (*tp.key_text_columns, *tp.exact_columns, *tp.text_columns) if c in settable)
     if tp.partial:
         _compute_partial_diff(cur, tp, shadow, marks, _changed(tp, compared))
@@ -171,37 +175,62 @@ def _compute_partial_diff(
     cur.execute(sql.SQL("ANALYZE {}").format(marks))
 
 
+def _insert_statement(tp: TablePlan, shadow: sql.Identifier, diff: _Diff) -> sql.Composable:
+    return sql.SQL("INSERT INTO {table} ({cols}) {overriding} SELECT {values} FROM {shadow} s {only_new}").format(
+        table=ident(tp.table_key),
+        cols=cols(tp.columns),
+        overriding=_overriding(tp),
+        values=cols(tp.columns, "s"),
+        shadow=shadow,
+        only_new=diff.rows("i", "s") if diff.marks is not None else sql.SQL(""),
+    )
+
+
+def _in_one_statement(cur: psycopg.Cursor, statements: list[sql.Composable]) -> list[int]:
+    """Run the statements as one (data-modifying WITH queries), so that foreign keys between their tables
+    are checked once all of them are done; the rows each changed."""
+    if len(statements) == 1:
+        cur.execute(statements[0])
+        return [cur.rowcount]
+    names = [sql.Identifier(f"sync_part_{i}") for i in range(len(statements))]
+    parts = [sql.SQL("{} AS ({} RETURNING 1)").format(n, stmt) for n, stmt in zip(names, statements, strict=True)]
+    cur.execute(
+        sql.SQL("WITH {parts} SELECT {counts}").format(
+            parts=sql.SQL(", ").join(parts),
+            counts=sql.SQL(", ").join(sql.SQL("(SELECT count(*) FROM {})").format(n) for n in names),
+        )
+    )
+    return [int(n) for n in cur.fetchone()]
+
+
 def _insert_new(
-    cur: psycopg.Cursor, tp: TablePlan, shadow: sql.Identifier, diff: _Diff, changes: TableChanges, dry: bool
+    cur: psycopg.Cursor,
+    group: list[TablePlan],
+    shadows: dict[TableKey, sql.Identifier],
+    diffs: dict[TableKey, _Diff],
+    changes: dict[TableKey, TableChanges],
+    dry: bool,
 ) -> None:
+    """Insert the new rows of one group of tables (one table, or the tables of a foreign-key cycle)."""
     if dry:
         # Counted, not inserted: an INSERT would draw from staging's own sequences (defaults of
         # staging-only columns), and no ROLLBACK gives those numbers back.
-        only_new = diff.rows("i", "s") if diff.marks is not None else sql.SQL("")
-        cur.execute(sql.SQL("SELECT count(*) FROM {} s {}").format(shadow, only_new))
-        changes.inserted = int(cur.fetchone()[0])
+        for tp in group:
+            diff = diffs[tp.table_key]
+            only_new = diff.rows("i", "s") if diff.marks is not None else sql.SQL("")
+            cur.execute(sql.SQL("SELECT count(*) FROM {} s {}").format(shadows[tp.table_key], only_new))
+            changes[tp.table_key].inserted = int(cur.fetchone()[0])
         return
-    deferred = set(tp.deferred_columns)
-    values = sql.SQL(", ").join(sql.SQL("NULL") if c in deferred else sql.Identifier("s", c) for c in tp.columns)
-    cur.execute(
-        sql.SQL("INSERT INTO {table} ({cols}) {overriding} SELECT {values} FROM {shadow} s {only_new}").format(
-            table=ident(tp.table_key),
-            cols=cols(tp.columns),
-            overriding=_overriding(tp),
-            values=values,
-            shadow=shadow,
-            only_new=diff.rows("i", "s") if diff.marks is not None else sql.SQL(""),
-        )
-    )
-    changes.inserted = cur.rowcount
+    statements = [_insert_statement(tp, shadows[tp.table_key], diffs[tp.table_key]) for tp in group]
+    for tp, rows in zip(group, _in_one_statement(cur, statements), strict=True):
+        changes[tp.table_key].inserted = rows
 
 
 def _update_changed(
     cur: psycopg.Cursor, tp: TablePlan, shadow: sql.Identifier, diff: _Diff, changes: TableChanges
 ) -> None:
-    deferred = set(tp.deferred_columns)
     # A key column whose `=` ignores representation (numeric 1.0 = 1.00) is rewritten when only its text changed.
-    sets = [*tp.key_text_columns, *(c for c in tp.update_columns if c not in deferred)]
+    sets = [*tp.key_text_columns, *tp.update_columns]
     if not sets or diff.marks is None:
         return
     rows = sql.SQL("{} s {}").format(shadow, diff.rows("u", "s"))
@@ -284,84 +313,47 @@ def _replace_whole(
     )
 
 
-def _delete_removed(cur: psycopg.Cursor, tp: TablePlan, diff: _Diff, changes: TableChanges) -> None:
-    if diff.marks is None:
-        return
-    cur.execute(
+def _delete_removed(
+    cur: psycopg.Cursor, group: list[TablePlan], diffs: dict[TableKey, _Diff], changes: dict[TableKey, TableChanges]
+) -> None:
+    """Delete the rows production no longer has from one group of tables, in one statement."""
+    doomed = [tp for tp in group if diffs[tp.table_key].marks is not None]
+    statements = [
         sql.SQL("DELETE FROM {rel} t USING {marks} d WHERE d.sync_op = 'd' AND {match}").format(
-            rel=tp.target.relation(), marks=diff.marks, match=match("t", tp.key, "d", tp.key)
+            rel=tp.target.relation(), marks=diffs[tp.table_key].marks, match=match("t", tp.key, "d", tp.key)
         )
-    )
-    changes.deleted = cur.rowcount
-    nullable = [k for k in tp.key if (c := tp.target.column(k)) is not None and not c.not_null]
-    if nullable:
-        # Production's key is never NULL: staging rows with a NULL in it match nothing there.
-        cur.execute(
-            sql.SQL("DELETE FROM {} WHERE {}").format(
-                tp.target.relation(),
-                sql.SQL(" OR ").join(sql.SQL("{} IS NULL").format(sql.Identifier(k)) for k in nullable),
+        for tp in doomed
+    ]
+    if statements:
+        for tp, rows in zip(doomed, _in_one_statement(cur, statements), strict=True):
+            changes[tp.table_key].deleted = rows
+    for tp in group:
+        nullable = [k for k in tp.key if (c := tp.target.column(k)) is not None and not c.not_null]
+        if nullable:
+            # Production's key is never NULL: staging rows with a NULL in it match nothing there.
+            cur.execute(
+                sql.SQL("DELETE FROM {} WHERE {}").format(
+                    tp.target.relation(),
+                    sql.SQL(" OR ").join(sql.SQL("{} IS NULL").format(sql.Identifier(k)) for k in nullable),
+                )
             )
-        )
-        changes.deleted += cur.rowcount
+            changes[tp.table_key].deleted += cur.rowcount
 
 
-def _count_only_deferred_changes(cur: psycopg.Cursor, tp: TablePlan, shadow: sql.Identifier) -> int:
-    """Existing rows whose only change is in deferred columns: _link_deferred updates them, _upsert not."""
-    others = tuple(c for c in (*tp.exact_columns, *tp.text_columns) if c not in tp.deferred_columns)
-    cur.execute(
-        sql.SQL("SELECT count(*) FROM {rel} t JOIN {shadow} s ON {match} WHERE NOT ({others}) AND ({deferred})").format(
-            rel=tp.target.relation(),
-            shadow=shadow,
-            match=match("t", tp.key, "s", tp.key),
-            others=_changed(tp, others),
-            deferred=_changed(tp, tp.deferred_columns),
-        )
-    )
-    return int(cur.fetchone()[0])
-
-
-def _link_deferred(cur: psycopg.Cursor, tp: TablePlan, shadow: sql.Identifier) -> None:
-    """Set the cycle's FK columns once every table of the run holds its new rows."""
-    cur.execute(
-        sql.SQL("UPDATE {rel} t SET {sets} FROM {shadow} s WHERE {match} AND ({changed})").format(
-            rel=tp.target.relation(),
-            sets=sql.SQL(", ").join(
-                sql.SQL("{} = {}").format(sql.Identifier(c), sql.Identifier("s", c)) for c in tp.deferred_columns
-            ),
-            shadow=shadow,
-            match=match("t", tp.key, "s", tp.key),
-            changed=_changed(tp, tp.deferred_columns),
-        )
-    )
-
-
-def _unlink_removed(cur: psycopg.Cursor, tp: TablePlan, shadow: sql.Identifier) -> None:
-    """Clear the cycle's FK columns of rows about to be deleted, so the deletes need no order."""
-    cur.execute(
-        sql.SQL(
-            "UPDATE {rel} t SET {nulls} WHERE NOT EXISTS (SELECT 1 FROM {shadow} s WHERE {match}) AND ({any_set})"
-        ).format(
-            rel=tp.target.relation(),
-            nulls=sql.SQL(", ").join(sql.SQL("{} = NULL").format(sql.Identifier(c)) for c in tp.deferred_columns),
-            shadow=snapshot_rows(tp, shadow, tp.key),
-            match=match("t", tp.key, "s", tp.key),
-            any_set=sql.SQL(" OR ").join(
-                sql.SQL("{} IS NOT NULL").format(sql.Identifier("t", c)) for c in tp.deferred_columns
-            ),
-        )
-    )
-
-
-def _written_rows(tp: TablePlan, diff: _Diff | None, shadow: sql.Identifier) -> sql.Composable:
-    """The rows an upsert of this table wrote, as a relation for FROM: the diff's inserted and updated
-    keys where it has them, else (replaced whole, was empty, cycle links) the whole table.
+def _written_rows(tp: TablePlan, diff: _Diff | None, shadow: sql.Identifier, fk: ForeignKey) -> sql.Composable:
+    """The rows an upsert of this table wrote that fk constrains, as a relation for FROM: the diff's
+    inserted and updated keys where it has them, else (replaced whole, was empty) every row.
 
     Their foreign-key values are the shadow's when the sync copies every foreign-key column: read there,
-    a few changed rows are checked without a pass over a large table."""
-    if diff is None or diff.marks is None or tp.deferred_columns:
-        return tp.target.relation()
-    copied = all(c in tp.columns for fk in tp.target.foreign_keys for c in fk.columns)
-    rows = shadow if copied else tp.target.relation()
+    a few changed rows are checked without a pass over a large table. A foreign key declared on one
+    partition constrains the rows written there: read from the partition."""
+    if diff is None or diff.marks is None:
+        return tp.target.fk_relation(fk)
+    if fk.declared_on is not None:
+        rows = tp.target.fk_relation(fk)
+    else:
+        copied = all(c in tp.columns for f in tp.target.foreign_keys for c in f.columns)
+        rows = shadow if copied else tp.target.relation()
     return sql.SQL("(SELECT c.* FROM {rows} c JOIN {marks} d ON d.sync_op IN ('i', 'u') AND {match})").format(
         rows=rows, marks=diff.marks, match=match("d", tp.key, "c", tp.key)
     )
@@ -376,7 +368,7 @@ def _apply_rows(
     replica: bool = False,
 ) -> dict[TableKey, TableChanges]:
     changes = {tp.table_key: TableChanges() for tp in plan.tables}
-    cyclic = [tp for tp in plan.tables if tp.deferred_columns and tp.key]
+    groups = [[plan.table(k) for k in group] for group in plan.groups]
 
     def compute_diffs(round_: int) -> dict[TableKey, _Diff]:
         return {
@@ -394,33 +386,26 @@ def _apply_rows(
         if replica:
             # Foreign keys are checked per key by check_written below, not per row by triggers.
             cur.execute("SET LOCAL session_replication_role = replica")
-        for tp in cyclic:
-            changes[tp.table_key].updated = _count_only_deferred_changes(cur, tp, shadows[tp.table_key])
-        for tp in plan.tables:
-            shadow, done = shadows[tp.table_key], changes[tp.table_key]
-            with about_table("applying", tp.qualified):
-                if not tp.key:
-                    _replace_whole(cur, tp, shadow, done, dry)
-                elif deletes_first:
-                    _update_changed(cur, tp, shadow, diffs[tp.table_key], done)
-                    _insert_new(cur, tp, shadow, diffs[tp.table_key], done, dry)
-                else:
-                    _insert_new(cur, tp, shadow, diffs[tp.table_key], done, dry)
-                    _update_changed(cur, tp, shadow, diffs[tp.table_key], done)
-        for tp in cyclic:
-            with about_table("linking the foreign key cycle of", tp.qualified):
-                _link_deferred(cur, tp, shadows[tp.table_key])
+        for group in groups:
+            with about_table("applying", ", ".join(tp.qualified for tp in group)):
+                if not group[0].key:  # no key: not referenced, so never part of a cycle
+                    _replace_whole(cur, group[0], shadows[group[0].table_key], changes[group[0].table_key], dry)
+                    continue
+                if not deletes_first:
+                    _insert_new(cur, group, shadows, diffs, changes, dry)
+                for tp in group:
+                    _update_changed(cur, tp, shadows[tp.table_key], diffs[tp.table_key], changes[tp.table_key])
+                if deletes_first:
+                    _insert_new(cur, group, shadows, diffs, changes, dry)
         if replica:
             cur.execute("SET LOCAL session_replication_role = origin")
 
     def deletes() -> None:
-        for tp in cyclic:
-            if tp.deletes:
-                _unlink_removed(cur, tp, shadows[tp.table_key])
-        for tp in reversed(plan.tables):
-            if tp.key and tp.deletes:
-                with about_table("deleting removed rows of", tp.qualified):
-                    _delete_removed(cur, tp, diffs[tp.table_key], changes[tp.table_key])
+        for group in reversed(groups):
+            doomed = [tp for tp in group if tp.key and tp.deletes]
+            if doomed:
+                with about_table("deleting removed rows of", ", ".join(tp.qualified for tp in doomed)):
+                    _delete_removed(cur, doomed, diffs, changes)
 
     if deletes_first:
         deletes()
@@ -434,11 +419,13 @@ def _apply_rows(
         deletes()
         faults.reach("deleted")
     if replica and not dry:
-        written = {
-            tp.table_key: _written_rows(tp, diffs.get(tp.table_key), shadows[tp.table_key]) for tp in plan.tables
-        }
         updated = {k for k, c in changes.items() if c.updated or c.replaced_whole}
-        check_written(cur, plan, written, updated)
+        check_written(
+            cur,
+            plan,
+            lambda tp, fk: _written_rows(tp, diffs.get(tp.table_key), shadows[tp.table_key], fk),
+            updated,
+        )
     faults.reach("foreign_keys_checked")
     return changes
 
@@ -526,11 +513,14 @@ def swap(
     log: Log,
     dry_run: bool = False,
     before_commit: Callable[[psycopg.Cursor, SwapResult], None] | None = None,
-    staging_triggers: str = "auto",
+    path: WritePath | None = None,
 ) -> SwapResult:
     """Run the whole swap in ONE transaction on `conn` and commit it (dry_run: roll it back).
 
-    before_commit writes the run's bookkeeping in the same transaction, so it lands with the rows or not at all."""
+    path: how rows are written (write_path.choose); staging's triggers it silences are disabled for the
+    writes and enabled again before COMMIT. before_commit writes the run's bookkeeping in the same
+    transaction, so it lands with the rows or not at all."""
+    path = path or WritePath(replica=False, silenced=(), firing=(), info=())
     assert _LOCK_TIMEOUT.match(lock_timeout), lock_timeout
     result = SwapResult()
     with conn.transaction():
@@ -541,19 +531,21 @@ def swap(
                 cur.execute(setting.replace("SET ", "SET LOCAL ", 1))
             # Deferrable constraints (cycles declared DEFERRABLE) are checked at the end.
             cur.execute("SET CONSTRAINTS ALL DEFERRED")
-            replica, why = use_replica(cur, plan, staging_triggers)
-            log(why)
             faults.reach("swap_begun")
             check_parents_outside(cur, plan, shadows)
             result.orphans = handle_children_outside(cur, plan, shadows, orphans_policy, run_id, log)
             faults.reach("orphans_handled")
-        result.changes = apply_rows(conn, plan, shadows, log, dry_run, replica)
+            with about_table("disabling staging's own triggers on", ", ".join(t.qualified for t in path.silenced)):
+                path.disable(cur)
+        result.changes = apply_rows(conn, plan, shadows, log, dry_run, path.replica)
         with conn.cursor() as cur:
             # Deferred constraints are checked now, so a violation fails the run before setval, which no
             # ROLLBACK undoes, moves any sequence.
             with about_table("checking deferred constraints of", ", ".join(t.qualified for t in plan.tables)):
                 cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
             faults.reach("constraints_checked")
+            with about_table("enabling staging's own triggers on", ", ".join(t.qualified for t in path.silenced)):
+                path.restore(cur)
             for tp in plan.tables:
                 cur.execute(sql.SQL("SELECT count(*) FROM {}").format(tp.target.relation()))
                 result.staging_rows[tp.table_key] = int(cur.fetchone()[0])

@@ -138,7 +138,7 @@ def test_unique_values_swapped_between_kept_rows_fail_with_the_fix(pair: Pair) -
     assert_equal(pair, "t")
 
 
-def test_cycle_is_broken_at_the_nullable_foreign_key(pair: Pair) -> None:
+def test_a_cycle_is_written_as_one_group(pair: Pair) -> None:
     both(
         pair,
         "CREATE TABLE a (id int PRIMARY KEY, b_id int NOT NULL);"
@@ -150,20 +150,34 @@ def test_cycle_is_broken_at_the_nullable_foreign_key(pair: Pair) -> None:
     assert_equal(pair, "a", "b")
     assert result.plan is not None
     assert [t.table_key[1] for t in result.plan.tables] == ["b", "a"]
-    assert result.plan.table(("public", "b")).deferred_columns == ("a_id",)
+    assert result.plan.groups == ((("public", "b"), ("public", "a")),)
+    assert (result.tables[("public", "a")].inserted, result.tables[("public", "b")].inserted) == (1, 1)
 
 
-def test_cycle_of_not_null_foreign_keys_is_refused_with_the_fix(pair: Pair) -> None:
-    both(
-        pair,
-        "CREATE TABLE a (id int PRIMARY KEY, b_id int NOT NULL);"
-        "CREATE TABLE b (id int PRIMARY KEY, a_id int NOT NULL);"
-        "ALTER TABLE a ADD FOREIGN KEY (b_id) REFERENCES b; ALTER TABLE b ADD FOREIGN KEY (a_id) REFERENCES a;",
+NOT_NULL_CYCLE = """
+CREATE TABLE a (id int PRIMARY KEY, b_id int NOT NULL);
+CREATE TABLE b (id int PRIMARY KEY, a_id int NOT NULL REFERENCES a);
+ALTER TABLE a ADD CONSTRAINT a_b_id_fkey FOREIGN KEY (b_id) REFERENCES b;
+"""
+
+
+def test_a_cycle_of_not_null_non_deferrable_foreign_keys_is_synced_both_ways(pair: Pair) -> None:
+    both(pair, NOT_NULL_CYCLE)
+    # production's application writes such rows with the key made deferrable for a moment
+    in_one_go = (
+        "BEGIN; ALTER TABLE a ALTER CONSTRAINT a_b_id_fkey DEFERRABLE INITIALLY DEFERRED; {} "
+        "SET CONSTRAINTS ALL IMMEDIATE; ALTER TABLE a ALTER CONSTRAINT a_b_id_fkey NOT DEFERRABLE; COMMIT;"
     )
-    with pytest.raises(
-        DriftError, match=r"form a cycle that no order of inserts can satisfy.*make that foreign key DEFERRABLE"
-    ):
-        pair.sync()
+    pair.run_prod(in_one_go.format("INSERT INTO a VALUES (1, 10), (2, 20); INSERT INTO b VALUES (10, 1), (20, 2);"))
+
+    first = pair.sync()
+
+    assert_equal(pair, "a", "b")
+    assert (first.tables[("public", "a")].inserted, first.tables[("public", "b")].inserted) == (2, 2)
+    pair.run_prod(in_one_go.format("DELETE FROM b WHERE id = 20; DELETE FROM a WHERE id = 2;"))
+    second = pair.sync()
+    assert_equal(pair, "a", "b")
+    assert (second.tables[("public", "a")].deleted, second.tables[("public", "b")].deleted) == (1, 1)
 
 
 def test_latin1_staging_receives_utf8_text_intact(cluster, pair: Pair) -> None:
