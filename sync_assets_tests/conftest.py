@@ -24,7 +24,16 @@ from sync_assets.demo.process import dagster_dev, start_group, stop_group
 from sync_assets.engine import SyncResult, run_sync
 from sync_assets.localpg import free_port
 from sync_assets_tests import cruise
-from sync_assets_tests.pgcluster import PROD_OWNER, PROD_READER, STAGING_OWNER, SUPERUSER, SUPERUSER_PASSWORD, Cluster
+from sync_assets_tests.pgcluster import (
+    FAST_ROLE,
+    PROD_OWNER,
+    PROD_READER,
+    STAGING_OWNER,
+    SUPERUSER,
+    SUPERUSER_PASSWORD,
+    WRITER_ROLE,
+    Cluster,
+)
 
 _counter = itertools.count()
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,11 +101,49 @@ class Pair:
         with self.staging() as conn:
             conn.execute(statements)
 
-    def sync(self, config: SyncConfig | str | None = None, selection=None, log=None) -> SyncResult:
+    def run_both(self, statements: str) -> None:
+        """The same DDL (and data) on both sides."""
+        self.run_prod(statements)
+        self.run_staging(statements)
+
+    def target_as(self, role: tuple[str, str]) -> Endpoint:
+        """Staging as another role sees it."""
+        return Endpoint("staging", STAGING_ENV, self.cluster.url(self.staging_db, role))
+
+    def grant_writer(self, role: tuple[str, str] = WRITER_ROLE) -> None:
+        """Let a role that owns nothing read and write staging's tables and sequences, as a DBA would."""
+        with self.staging() as conn:
+            conn.execute(sql.SQL("GRANT CREATE, TEMPORARY ON DATABASE {} TO {}").format(
+                sql.Identifier(self.staging_db), sql.Identifier(role[0])))  # fmt: skip
+            conn.execute(sql.SQL("GRANT USAGE, CREATE ON SCHEMA public TO {}").format(sql.Identifier(role[0])))
+            conn.execute(
+                sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {}").format(
+                    sql.Identifier(role[0])
+                )
+            )
+            conn.execute(
+                sql.SQL("GRANT SELECT, UPDATE, USAGE ON ALL SEQUENCES IN SCHEMA public TO {}").format(
+                    sql.Identifier(role[0])
+                )
+            )
+
+    def sync(
+        self, config: SyncConfig | str | None = None, selection=None, log=None, target: Endpoint | None = None
+    ) -> SyncResult:
         if isinstance(config, str):
-            config = parse_config(yaml.safe_load(config))
+            config = parse_config(yaml.safe_load(config) or {})
         kwargs = {"log": log} if log else {}
-        return run_sync(self.source, self.target, config or SyncConfig(), selection, **kwargs)
+        return run_sync(self.source, target or self.target, config or SyncConfig(), selection, **kwargs)
+
+    def assert_equal(self, tables: list[str] | tuple[str, ...]) -> None:
+        """Staging holds exactly production's rows in these tables, every column, duplicates counted."""
+        with self.prod() as prod, self.staging() as staging:
+            differ = [t for t in tables if table_rows(staging, t) != table_rows(prod, t)]
+        assert differ == [], f"staging differs from production in {differ}"
+
+    def staging_state(self, tables: list[str] | tuple[str, ...]) -> dict[str, list[str]]:
+        with self.staging() as staging:
+            return snapshot_tables(staging, list(tables))
 
 
 def _new_pair(cluster: Cluster, prod_template: str = "template0", staging_template: str = "template0") -> Pair:
@@ -115,6 +162,27 @@ def pair(cluster: Cluster) -> Iterator[Pair]:
     yield p
     cluster.drop_database(p.prod_db)
     cluster.drop_database(p.staging_db)
+
+
+@pytest.fixture(scope="session")
+def fast_role(cluster: Cluster) -> tuple[str, str]:
+    """A staging role like staging_owner (a member of it, so it owns what that role owns), also granted
+    SET on session_replication_role (PostgreSQL 15+): foreign keys checked once per key."""
+    name, password = FAST_ROLE
+    with cluster.connect() as su:
+        su.execute(f"CREATE ROLE {name} LOGIN PASSWORD '{password}' IN ROLE {STAGING_OWNER[0]}")
+        su.execute(f"GRANT SET ON PARAMETER session_replication_role TO {name}")
+    return FAST_ROLE
+
+
+@pytest.fixture(scope="session")
+def writer_role(cluster: Cluster) -> tuple[str, str]:
+    """A staging role that may read and write the tables but owns none (Pair.grant_writer gives it a
+    database's tables), and may not set session_replication_role."""
+    name, password = WRITER_ROLE
+    with cluster.connect() as su:
+        su.execute(f"CREATE ROLE {name} LOGIN PASSWORD '{password}'")
+    return WRITER_ROLE
 
 
 @pytest.fixture(scope="session")
@@ -149,12 +217,17 @@ def cruise_pair(cluster: Cluster, cruise_templates: tuple[str, str]) -> Iterator
 def table_rows(conn: psycopg.Connection, table: str | sql.Composable, columns: list[str] | None = None) -> list[str]:
     """Every row as text, sorted: equal lists mean equal tables, duplicates included.
 
-    table: a name as SQL spells it (`pricing`, `"Sales Data"."Order"`), or an sql.Identifier."""
+    table: a name as SQL spells it (`pricing`, `"Sales Data"."Order"`), or an sql.Identifier. The table's
+    own rows, as the sync copies them: a partitioned table with its partitions, any other without its
+    inheritance children (which are tables of their own)."""
     name = table if isinstance(table, sql.Composable) else sql.SQL(table)
+    spelled = name.as_string(conn)
     if columns is None:
-        columns = table_columns(conn, name.as_string(conn))
+        columns = table_columns(conn, spelled)
+    partitioned = conn.execute("SELECT relkind = 'p' FROM pg_class WHERE oid = %s::regclass", (spelled,)).fetchone()
+    rel = name if partitioned and partitioned[0] else sql.SQL("ONLY {}").format(name)
     row = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
-    return [r[0] for r in conn.execute(sql.SQL("SELECT ROW({})::text FROM {} ORDER BY 1").format(row, name))]
+    return [r[0] for r in conn.execute(sql.SQL("SELECT ROW({})::text FROM {} ORDER BY 1").format(row, rel))]
 
 
 def table_columns(conn: psycopg.Connection, table: str) -> list[str]:

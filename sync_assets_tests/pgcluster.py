@@ -15,6 +15,9 @@ SUPERUSER_PASSWORD = "super-Secret-pw"
 PROD_OWNER = ("prod_owner", "owner-S3cret#pw")
 PROD_READER = ("prod_reader", "reader-S3cret@pw")
 STAGING_OWNER = ("staging_owner", "staging-S3cret/pw")
+# Made by fixtures (conftest.py): staging_owner with SET on session_replication_role; a role owning nothing.
+FAST_ROLE = ("staging_fast", "fast-S3cret=pw")
+WRITER_ROLE = ("staging_writer", "writer-S3cret:pw")
 
 
 @dataclass

@@ -12,19 +12,6 @@ from sync_assets.engine import SyncResult, run_sync
 from sync_assets.errors import TableFailure
 from sync_assets_tests import cruise, test_incremental
 from sync_assets_tests.conftest import Pair, snapshot_tables, table_rows
-from sync_assets_tests.pgcluster import STAGING_OWNER, Cluster
-
-FAST_ROLE = ("staging_fast", "fast-S3cret=pw")
-
-
-@pytest.fixture(scope="session")
-def fast_role(cluster: Cluster) -> tuple[str, str]:
-    """A staging role like staging_owner, also granted SET on session_replication_role (PostgreSQL 15+)."""
-    name, password = FAST_ROLE
-    with cluster.connect() as su:
-        su.execute(f"CREATE ROLE {name} LOGIN PASSWORD '{password}' IN ROLE {STAGING_OWNER[0]}")
-        su.execute(f"GRANT SET ON PARAMETER session_replication_role TO {name}")
-    return FAST_ROLE
 
 
 def fast_target(pair: Pair, role: tuple[str, str]) -> Endpoint:
