@@ -84,6 +84,8 @@ class Table:
     unique_keys: tuple[tuple[str, ...], ...] = ()
     foreign_keys: tuple[ForeignKey, ...] = ()
     sequences: tuple[ColumnSequence, ...] = ()
+    # Columns whose default draws from a sequence in any form (nextval(...) alone, or within an expression).
+    sequence_defaults: tuple[str, ...] = ()
     comment: str | None = None
     partitioned: bool = False
     estimated_rows: int = 0
@@ -176,6 +178,7 @@ class Catalog:
                         for fk in t["foreign_keys"]
                     ),
                     "sequences": tuple(ColumnSequence(**s) for s in t["sequences"]),
+                    "sequence_defaults": tuple(t.get("sequence_defaults", ())),
                 }
             )
             tables[table.key] = table
@@ -311,6 +314,16 @@ GROUP BY relid, seq_schema, seq_name, column_name, increment, attnum
 ORDER BY relid, attnum, seq_schema, seq_name
 """
 
+_SEQUENCE_DEFAULTS_SQL = """
+SELECT ad.adrelid, array_agg(DISTINCT a.attname::text ORDER BY a.attname::text)
+FROM pg_attrdef ad
+JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid AND d.refclassid = 'pg_class'::regclass
+JOIN pg_class s ON s.oid = d.refobjid AND s.relkind = 'S'
+JOIN pg_attribute a ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum
+WHERE ad.adrelid = ANY(%(oids)s)
+GROUP BY ad.adrelid
+"""
+
 _ENUMS_SQL = """
 SELECT format_type(t.oid, NULL), array_agg(e.enumlabel::text ORDER BY e.enumsortorder)
 FROM pg_type t JOIN pg_enum e ON e.enumtypid = t.oid
@@ -409,6 +422,9 @@ def introspect(conn: psycopg.Connection, schemas: list[str] | tuple[str, ...] | 
         for relid, seq_schema, seq_name, column, increment, owned in cur:
             seqs[relid].append(ColumnSequence(seq_schema, seq_name, column, int(increment), bool(owned)))
 
+        cur.execute(_SEQUENCE_DEFAULTS_SQL, {"oids": oids})
+        drawing = {relid: tuple(cols) for relid, cols in cur}
+
         cur.execute(_ENUMS_SQL)
         enums = {name: tuple(labels) for name, labels in cur}
 
@@ -423,6 +439,7 @@ def introspect(conn: psycopg.Connection, schemas: list[str] | tuple[str, ...] | 
             unique_keys=tuple(uniques[oid]),
             foreign_keys=tuple(fks[oid]),
             sequences=tuple(seqs[oid]),
+            sequence_defaults=drawing.get(oid, ()),
             comment=comment,
             partitioned=bool(partitioned),
             estimated_rows=int(est_rows or 0),

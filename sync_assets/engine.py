@@ -68,8 +68,20 @@ def _default_log(message: str) -> None:
 
 def ensure_bookkeeping_schema(conn: psycopg.Connection) -> bool:
     """Create the tool's schema if needed; True when this call created it."""
-    exists = conn.execute("SELECT to_regnamespace(%s) IS NOT NULL", (BOOKKEEPING_SCHEMA,)).fetchone()
-    if exists and exists[0]:
+    found = conn.execute(
+        "SELECT pg_get_userbyid(nspowner), has_schema_privilege(oid, 'CREATE') AND has_schema_privilege(oid, 'USAGE')"
+        " FROM pg_namespace WHERE nspname = %s",
+        (BOOKKEEPING_SCHEMA,),
+    ).fetchone()
+    if found is not None:
+        owner, usable = found
+        if not usable:
+            user = conn.info.user
+            raise SyncError(
+                f"the bookkeeping schema {BOOKKEEPING_SCHEMA} in staging belongs to role '{owner}', and the staging "
+                f"role '{user}' may not use it (a sync ran as '{owner}' before): run once ALTER SCHEMA "
+                f"{BOOKKEEPING_SCHEMA} OWNER TO {user}, or GRANT USAGE, CREATE ON SCHEMA {BOOKKEEPING_SCHEMA} TO {user}"
+            )
         return False
     try:
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(BOOKKEEPING_SCHEMA)))
@@ -116,6 +128,20 @@ def settle_key_reads(plan: SyncPlan, copied: dict[TableKey, CopyStats]) -> SyncP
             tables.append(
                 replace(tp, keys_copied=False, notes=(*tp.notes, "the key fingerprints match: nothing deleted"))
             )
+    return replace(plan, tables=tuple(tables))
+
+
+def _dry_run_notes(plan: SyncPlan) -> SyncPlan:
+    """What a dry run cannot do as the run does it, said per table."""
+    tables = []
+    for tp in plan.tables:
+        if tp.unmimicked:
+            note = (
+                f"the dry run counts its inserts without making them: the default of {', '.join(tp.unmimicked)} "
+                "draws from a sequence, which no rollback gives back"
+            )
+            tp = replace(tp, notes=(*tp.notes, note))
+        tables.append(tp)
     return replace(plan, tables=tuple(tables))
 
 
@@ -193,6 +219,9 @@ def run_sync(
         with control.cursor() as cur:
             path = write_path.choose(cur, plan, config.staging_triggers)
         faults.reach("planned")
+        if dry_run:
+            plan = _dry_run_notes(plan)
+            result.plan = plan
         for note in plan.notes:
             log(note)
         if not plan.tables:

@@ -158,6 +158,12 @@ class TablePlan:
     sequences: tuple[ColumnSequence, ...]  # staging's sequences behind copied columns
     extra_columns: tuple[str, ...]  # staging-only columns left to their defaults
     notes: tuple[str, ...] = ()
+    # Staging-only columns whose default or identity draws from a sequence: a dry run gives them the
+    # numbers the sequence would give instead, for no rollback gives drawn numbers back.
+    mimicked: tuple[ColumnSequence, ...] = ()
+    # Staging-only columns whose default draws from a sequence inside an expression: a dry run cannot
+    # give their values without drawing, so it counts the table's inserts instead of making them.
+    unmimicked: tuple[str, ...] = ()
     mode: str = "mirror"  # merge: rows production no longer has stay in staging
     incremental_column: str | None = None  # mode incremental: when a row last changed
     # Mode incremental: read only rows whose column is at least this (None: read every row).
@@ -294,6 +300,7 @@ def _plan_table(source: Table, target: Table | None, staging: Catalog, prod_enum
     if any(c.identity == "a" and c.name not in key for c in copied):
         notes.append("identity ALWAYS columns outside the key are written on insert only")
     sequences = tuple(s for s in target.sequences if s.column in names)
+    drawn = {s.column: s for s in target.sequences if s.column in extra}
     return TablePlan(
         source=source,
         target=target,
@@ -308,6 +315,8 @@ def _plan_table(source: Table, target: Table | None, staging: Catalog, prod_enum
         sequences=sequences,
         extra_columns=tuple(extra),
         notes=tuple(notes),
+        mimicked=tuple(drawn.values()),
+        unmimicked=tuple(c for c in extra if c in target.sequence_defaults and c not in drawn),
     )
 
 

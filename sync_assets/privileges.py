@@ -68,6 +68,14 @@ def check_staging(conn: psycopg.Connection, plan: SyncPlan, orphans_policy: str)
             ]
             if lacking:
                 missing.append(f"sequence {seq.schema}.{seq.name}: {', '.join(lacking)}")
+        for seq in tp.mimicked:
+            # Inserted rows draw their staging-only column's number: nextval needs USAGE (or UPDATE).
+            name = _regclass(seq.schema, seq.name)
+            drawn = conn.execute(
+                "SELECT has_sequence_privilege(%s, 'USAGE') OR has_sequence_privilege(%s, 'UPDATE')", (name, name)
+            ).fetchone()[0]
+            if not drawn:
+                missing.append(f"sequence {seq.schema}.{seq.name}: USAGE")
     if orphans_policy == "delete":
         seen: set[tuple[str, str]] = set()
         for ref in plan.children_outside:

@@ -83,10 +83,6 @@ def _comparable(plan: TablePlan) -> sql.Composable:
     )
 
 
-def _overriding(tp: TablePlan) -> sql.Composable:
-    return sql.SQL("OVERRIDING SYSTEM VALUE" if tp.overriding_system_value else "")
-
-
 @dataclass(frozen=True)
 class _Diff:
     """The keys of one table's rows to insert ('i'), update ('u') and delete ('d'), in a temp table:
@@ -175,14 +171,29 @@ def _compute_partial_diff(
     cur.execute(sql.SQL("ANALYZE {}").format(marks))
 
 
-def _insert_statement(tp: TablePlan, shadow: sql.Identifier, diff: _Diff) -> sql.Composable:
+def _insert_statement(
+    cur: psycopg.Cursor, tp: TablePlan, shadow: sql.Identifier, diff: _Diff | None, dry: bool
+) -> sql.Composable:
+    """INSERT the shadow's new rows (all of them without a diff). In a dry run, staging-only columns that
+    draw from a sequence get the numbers it would give, without drawing them (no rollback gives them back)."""
+    columns = [sql.Identifier(c) for c in tp.columns]
+    values = [sql.Identifier("s", c) for c in tp.columns]
+    overriding = tp.overriding_system_value
+    for seq in tp.mimicked if dry else ():
+        cur.execute(sql.SQL("SELECT last_value, is_called FROM {}").format(sql.Identifier(seq.schema, seq.name)))
+        last, is_called = cur.fetchone()
+        first = last + seq.increment if is_called else last
+        columns.append(sql.Identifier(seq.column))
+        values.append(sql.SQL("{} + {} * (row_number() OVER () - 1)").format(first, seq.increment))
+        column = tp.target.column(seq.column)
+        overriding = overriding or (column is not None and column.identity == "a")
     return sql.SQL("INSERT INTO {table} ({cols}) {overriding} SELECT {values} FROM {shadow} s {only_new}").format(
         table=ident(tp.table_key),
-        cols=cols(tp.columns),
-        overriding=_overriding(tp),
-        values=cols(tp.columns, "s"),
+        cols=sql.SQL(", ").join(columns),
+        overriding=sql.SQL("OVERRIDING SYSTEM VALUE" if overriding else ""),
+        values=sql.SQL(", ").join(values),
         shadow=shadow,
-        only_new=diff.rows("i", "s") if diff.marks is not None else sql.SQL(""),
+        only_new=diff.rows("i", "s") if diff is not None and diff.marks is not None else sql.SQL(""),
     )
 
 
@@ -211,17 +222,18 @@ def _insert_new(
     changes: dict[TableKey, TableChanges],
     dry: bool,
 ) -> None:
-    """Insert the new rows of one group of tables (one table, or the tables of a foreign-key cycle)."""
-    if dry:
-        # Counted, not inserted: an INSERT would draw from staging's own sequences (defaults of
-        # staging-only columns), and no ROLLBACK gives those numbers back.
+    """Insert the new rows of one group of tables (one table, or the tables of a foreign-key cycle).
+
+    A dry run inserts them too (and rolls back), so that staging's constraints judge them as in the run;
+    only where a default draws from a sequence inside an expression does it count them instead."""
+    if dry and any(tp.unmimicked for tp in group):
         for tp in group:
             diff = diffs[tp.table_key]
             only_new = diff.rows("i", "s") if diff.marks is not None else sql.SQL("")
             cur.execute(sql.SQL("SELECT count(*) FROM {} s {}").format(shadows[tp.table_key], only_new))
             changes[tp.table_key].inserted = int(cur.fetchone()[0])
         return
-    statements = [_insert_statement(tp, shadows[tp.table_key], diffs[tp.table_key]) for tp in group]
+    statements = [_insert_statement(cur, tp, shadows[tp.table_key], diffs[tp.table_key], dry) for tp in group]
     for tp, rows in zip(group, _in_one_statement(cur, statements), strict=True):
         changes[tp.table_key].inserted = rows
 
@@ -303,14 +315,10 @@ def _replace_whole(
         ).format(row=_comparable(tp), rel=rel, shadow=shadow)
     )
     changes.inserted, changes.deleted, changes.rewritten = (int(n) for n in cur.fetchone())
-    if dry:
+    if dry and tp.unmimicked:
         return
     cur.execute(sql.SQL("DELETE FROM {}").format(rel))
-    cur.execute(
-        sql.SQL("INSERT INTO {table} ({cols}) {overriding} SELECT {cols} FROM {shadow}").format(
-            table=ident(tp.table_key), cols=cols(tp.columns), overriding=_overriding(tp), shadow=shadow
-        )
-    )
+    cur.execute(_insert_statement(cur, tp, shadow, None, dry))
 
 
 def _delete_removed(
@@ -418,7 +426,7 @@ def _apply_rows(
         faults.reach("upserted")
         deletes()
         faults.reach("deleted")
-    if replica and not dry:
+    if replica:
         updated = {k for k, c in changes.items() if c.updated or c.replaced_whole}
         check_written(
             cur,

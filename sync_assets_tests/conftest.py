@@ -128,12 +128,18 @@ class Pair:
             )
 
     def sync(
-        self, config: SyncConfig | str | None = None, selection=None, log=None, target: Endpoint | None = None
+        self,
+        config: SyncConfig | str | None = None,
+        selection=None,
+        log=None,
+        target: Endpoint | None = None,
+        dry_run: bool = False,
     ) -> SyncResult:
         if isinstance(config, str):
             config = parse_config(yaml.safe_load(config) or {})
         kwargs = {"log": log} if log else {}
-        return run_sync(self.source, target or self.target, config or SyncConfig(), selection, **kwargs)
+        target = target or self.target
+        return run_sync(self.source, target, config or SyncConfig(), selection, dry_run=dry_run, **kwargs)
 
     def assert_equal(self, tables: list[str] | tuple[str, ...]) -> None:
         """Staging holds exactly production's rows in these tables, every column, duplicates counted."""

@@ -9,8 +9,10 @@ from dagster import DagsterInstance
 
 from sync_assets.config import SyncConfig, parse_config
 from sync_assets.definitions import build_definitions
-from sync_assets_tests import cruise
+from sync_assets.errors import SyncError
+from sync_assets_tests import cruise, rental
 from sync_assets_tests.conftest import Pair, snapshot_tables
+from sync_assets_tests.pgcluster import FAST_ROLE
 
 
 def staging_state(pair: Pair) -> tuple:
@@ -94,3 +96,101 @@ def test_dry_run_leaves_staging_only_sequences_alone(pair: Pair, tmp_path: Path)
     assert staging_state(pair) == before
     plan = next(e for e in result.all_events if e.event_type_value == "STEP_OUTPUT").event_specific_data.metadata
     assert plan["rows_to_insert"].value == 5
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A dry run predicts the run: it succeeds exactly when the run would, with the same counts
+
+
+def staging_everything(pair: Pair) -> tuple:
+    """Every table's rows (inheritance children apart), every sequence, every schema: what a dry run must
+    leave as it was."""
+    return staging_state(pair)
+
+
+def predict_then_run(pair: Pair, config: str = "", target=None) -> tuple:
+    """The dry run's outcome, then the run's: (counts or error text) for each; staging unchanged by the first."""
+    before = staging_everything(pair)
+    outcomes = []
+    for dry in (True, False):
+        try:
+            result = pair.sync(config, dry_run=dry, target=target)
+        except SyncError as exc:
+            outcomes.append(str(exc))
+        else:
+            outcomes.append({k[1]: (t.inserted, t.updated, t.deleted) for k, t in result.tables.items()})
+        if dry:
+            assert staging_everything(pair) == before
+    return tuple(outcomes)
+
+
+EMPLOYEES = """
+CREATE TABLE employee (id int PRIMARY KEY, name text NOT NULL, reports_to int REFERENCES employee);
+"""
+
+
+def test_a_dry_run_succeeds_where_an_update_points_at_a_new_row(pair: Pair) -> None:
+    pair.run_both(EMPLOYEES + "INSERT INTO employee VALUES (1, 'ceo', NULL), (2, 'ann', 1);")
+    pair.run_prod("INSERT INTO employee VALUES (3, 'new boss', 1); UPDATE employee SET reports_to = 3 WHERE id = 2;")
+
+    dry, real = predict_then_run(pair)
+
+    assert dry == real == {"employee": (1, 1, 0)}
+
+
+def test_a_dry_run_fails_where_the_run_fails_on_a_partition_foreign_key(pair: Pair, fast_role) -> None:
+    schema = """
+    CREATE TABLE customer (customer_id int PRIMARY KEY);
+    CREATE TABLE payment (id int, customer_id int, at date, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+    CREATE TABLE payment_march PARTITION OF payment FOR VALUES FROM ('2022-03-01') TO ('2022-04-01');
+    CREATE TABLE payment_june PARTITION OF payment FOR VALUES FROM ('2022-06-01') TO ('2022-07-01');
+    """
+    pair.run_prod(schema + "INSERT INTO customer VALUES (1), (2); INSERT INTO payment VALUES (2, 2, '2022-06-10');")
+    pair.run_staging(
+        schema + "INSERT INTO customer VALUES (1);"
+        "ALTER TABLE payment_june ADD CONSTRAINT june_customer FOREIGN KEY (customer_id) REFERENCES customer;"
+    )
+    for target in (None, pair.target_as(FAST_ROLE)):
+        dry, real = predict_then_run(pair, "preserve: [customer]\n", target)
+        assert isinstance(dry, str) and dry == real
+        assert 'foreign key constraint "june_customer"' in dry
+
+
+def test_a_dry_run_of_the_film_rental_schema_predicts_the_run_and_moves_no_sequence(pair: Pair, fast_role) -> None:
+    pair.run_prod(rental.schema() + rental.DATA + rental.CHANGES)
+    pair.run_staging(rental.schema() + rental.DATA + rental.STAGING_OWN)
+    for target, payments in ((None, (72, 8, 320)), (pair.target_as(FAST_ROLE), (0, 0, 0))):
+        dry, real = predict_then_run(pair, target=target)
+        assert isinstance(dry, dict) and dry == real
+        assert real["payment"] == payments
+
+
+def test_a_dry_run_inserts_without_drawing_staging_only_sequences(pair: Pair) -> None:
+    pair.run_prod(
+        "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT i, 'v' FROM generate_series(1, 5) i"
+    )
+    pair.run_staging(
+        "CREATE SEQUENCE shared_no; CREATE TABLE t (id int PRIMARY KEY, v text, local_no serial,"
+        " ident bigint GENERATED ALWAYS AS IDENTITY, shared int NOT NULL DEFAULT nextval('shared_no') UNIQUE,"
+        " CHECK (local_no < 4))"  # the run fails on the fourth insert, so must the dry run
+    )
+    dry, real = predict_then_run(pair)
+    assert isinstance(dry, str) and dry == real
+    assert 'violates check constraint "t_local_no_check"' in dry
+
+
+def test_a_default_the_dry_run_cannot_mimic_is_counted_and_said(pair: Pair) -> None:
+    pair.run_prod("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 3)")
+    pair.run_staging(
+        "CREATE SEQUENCE inv; CREATE TABLE t (id int PRIMARY KEY, code text DEFAULT 'INV-' || nextval('inv'))"
+    )
+    before = staging_everything(pair)
+
+    result = pair.sync(dry_run=True)
+
+    assert staging_everything(pair) == before
+    assert result.tables[("public", "t")].inserted == 3
+    assert (
+        "the dry run counts its inserts without making them: the default of code draws from a sequence, "
+        "which no rollback gives back" in result.tables[("public", "t")].notes
+    )

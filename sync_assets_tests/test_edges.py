@@ -376,3 +376,17 @@ def test_a_few_changed_rows_of_a_big_table_are_updated_by_key_probes(pair: Pair,
     t = result.tables[("public", "big")]
     assert (t.updated, t.deleted, t.inserted) == (5, 1, 0)
     assert_equal(pair, "big")
+
+
+def test_a_bookkeeping_schema_of_another_role_is_named_with_the_fix(pair: Pair, fast_role) -> None:
+    from sync_assets_tests.pgcluster import FAST_ROLE
+
+    both(pair, "CREATE TABLE t (id int PRIMARY KEY)")
+    pair.sync(target=pair.target_as(FAST_ROLE))  # the schema is staging_fast's now
+    with pytest.raises(SyncError) as err:
+        pair.sync()
+    assert str(err.value) == (
+        "the bookkeeping schema sync_assets in staging belongs to role 'staging_fast', and the staging role "
+        "'staging_owner' may not use it (a sync ran as 'staging_fast' before): run once ALTER SCHEMA sync_assets "
+        "OWNER TO staging_owner, or GRANT USAGE, CREATE ON SCHEMA sync_assets TO staging_owner"
+    )
