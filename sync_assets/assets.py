@@ -8,11 +8,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
 from dagster import (
     AssetCheckKey,
     AssetCheckResult,
-    AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
@@ -22,7 +20,6 @@ from dagster import (
     Config,
     Jitter,
     MaterializeResult,
-    MetadataValue,
     OpExecutionContext,
     RetryPolicy,
     multi_asset,
@@ -34,19 +31,27 @@ from pydantic import Field
 from sync_assets import faults
 from sync_assets.catalog import Catalog, Table
 from sync_assets.catalog_cache import LoadedCatalog
+from sync_assets.checks import (
+    CONTENT_CHECK,
+    CONTENT_DESCRIPTION,
+    NO_ORPHANS_CHECK,
+    NO_ORPHANS_DESCRIPTION,
+    ROW_COUNT_CHECK,
+    ROW_COUNT_DESCRIPTION,
+    Evidence,
+    content_check,
+    orphans_check,
+    row_count_check,
+)
 from sync_assets.config import SyncConfig
-from sync_assets.connections import Endpoint
-from sync_assets.engine import WARNING_PREFIX, SyncResult, run_sync
+from sync_assets.engine import WARNING_PREFIX, SyncResult, compare_now, run_sync
 from sync_assets.errors import ConfigError, SyncError
 from sync_assets.failures import failure_for
-from sync_assets.plan import Roles, TableKey, qualified, resolve_modes, resolve_roles
+from sync_assets.plan import Roles, TableKey, qualified, resolve_roles
 from sync_assets.report import column_schema, orphan_summary, table_metadata, table_name
 from sync_assets.resources import ProductionDatabase, StagingDatabase
 from sync_assets.translator import group_of, production_key, staging_key
-from sync_assets.verify import count_orphans, count_rows
 
-ROW_COUNT_CHECK = "row_count_matches"
-NO_ORPHANS_CHECK = "no_orphans"
 SYNC_OP_NAME = "sync_staging"
 # Runs tagged with it queue one at a time (dagster.yaml): one sync per staging database.
 LOCK_TAG = "sync_assets/lock"
@@ -107,65 +112,6 @@ def _description(table: Table, note: str | None) -> str:
     return f"{text}\n\n{note}" if note else text
 
 
-class _FreshCounts:
-    """Row counts of both sides now, for checks of tables the run did not sync: one pair of sessions,
-    opened on the first such check, for all of them."""
-
-    def __init__(self, source: Endpoint, target: Endpoint, catalog: Catalog) -> None:
-        self.source, self.target, self.catalog = source, target, catalog
-        self.sessions: tuple[psycopg.Connection, psycopg.Connection] | None = None
-
-    def __enter__(self) -> "_FreshCounts":
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        for conn in self.sessions or ():
-            conn.close()
-
-    def __call__(self, key: TableKey) -> tuple[int, int]:
-        table = self.catalog.tables[key]
-        try:
-            if self.sessions is None:
-                self.sessions = (self.source.connect(), self.target.connect())
-            prod, staging = self.sessions
-            return count_rows(prod, table), count_rows(staging, table)
-        except Exception as exc:
-            raise failure_for(exc, self.source, self.target) from None
-
-
-def _row_count_check(
-    check_key: AssetCheckKey,
-    key: TableKey,
-    result: SyncResult | None,
-    counts: Callable[[TableKey], tuple[int, int]],
-    mode: str,
-) -> AssetCheckResult:
-    if result is not None and key in result.tables:
-        production_rows, staging_rows = result.tables[key].production_rows, result.tables[key].staging_rows
-        basis = "the snapshot this run copied"
-    else:
-        production_rows, staging_rows = counts(key)
-        basis = "production now (this run did not sync the table)"
-    # merge keeps rows production deleted: staging holds at least production's rows.
-    passed = staging_rows >= production_rows if mode == "merge" else production_rows == staging_rows
-    return AssetCheckResult(
-        asset_key=check_key.asset_key,
-        check_name=check_key.name,
-        passed=passed,
-        severity=AssetCheckSeverity.ERROR,
-        description=(
-            f"staging has {staging_rows:,} rows, {basis} has {production_rows:,}"
-            + (" (mode merge: staging may keep more)" if mode == "merge" else "")
-            + ("" if passed else f" (difference {staging_rows - production_rows:+,})")
-        ),
-        metadata={
-            "staging_rows": MetadataValue.int(staging_rows),
-            "production_rows": MetadataValue.int(production_rows),
-            "difference": MetadataValue.int(staging_rows - production_rows),
-        },
-    )
-
-
 def build_sync_assets(
     loaded: LoadedCatalog,
     staging_catalog: Catalog,
@@ -209,12 +155,9 @@ def build_sync_assets(
             )
         )
     check_specs = [
-        AssetCheckSpec(
-            ROW_COUNT_CHECK,
-            asset=staging_key(key),
-            description="Staging's rows after the run equal production's rows in the snapshot the run read.",
-        )
+        AssetCheckSpec(name, asset=staging_key(key), description=description)
         for key in roles.synced
+        for name, description in ((ROW_COUNT_CHECK, ROW_COUNT_DESCRIPTION), (CONTENT_CHECK, CONTENT_DESCRIPTION))
     ]
     external = [
         AssetSpec(
@@ -274,10 +217,6 @@ def build_sync_assets(
         except SyncError as exc:
             raise failure_for(exc) from None
         selected = {table_for[k] for k in context.selected_asset_keys}
-        try:
-            modes = resolve_modes(catalog, run_config, roles)
-        except SyncError as exc:
-            raise failure_for(exc) from None
         result: SyncResult | None = None
         try:
             if selected:
@@ -302,12 +241,17 @@ def build_sync_assets(
                     ),
                 )
 
-        with _FreshCounts(source, target, catalog) as fresh_counts:
-            for check_key in sorted(context.selected_asset_check_keys, key=lambda k: k.asset_key.to_string()):
-                key = table_for[check_key.asset_key]
-                synced_now = result is not None and result.plan is not None and key in result.tables
-                mode = result.plan.table(key).mode if synced_now else modes.get(key, run_config.mode)  # type: ignore[union-attr]
-                yield _row_count_check(check_key, key, result, fresh_counts, mode)
+        checks = sorted(context.selected_asset_check_keys, key=lambda k: (k.asset_key.to_string(), k.name))
+        evidence = {k: Evidence.of_run(t) for k, t in (result.tables if result is not None else {}).items()}
+        unsynced = {table_for[c.asset_key] for c in checks} - set(evidence)
+        if unsynced:
+            try:
+                evidence |= {k: Evidence.now(c) for k, c in compare_now(source, target, run_config, unsynced).items()}
+            except Exception as exc:
+                raise failure_for(exc, source, target) from None
+        for check_key in checks:
+            judge = row_count_check if check_key.name == ROW_COUNT_CHECK else content_check
+            yield judge(check_key, evidence[table_for[check_key.asset_key]])
 
     assets: list[AssetsDefinition | AssetSpec] = [sync_staging, *external, *preserved_specs]
     checks: list[ChecksDefinition] = []
@@ -318,7 +262,7 @@ def build_sync_assets(
                 NO_ORPHANS_CHECK,
                 asset=staging_key(key),
                 additional_deps=parents(key),
-                description="No row references a row that staging lacks (every foreign key of the table).",
+                description=NO_ORPHANS_DESCRIPTION,
             )
             for key in layout.checked_preserved
         ]
@@ -333,44 +277,7 @@ def build_sync_assets(
                 raise failure_for(exc) from None
             with conn:
                 for check_key in sorted(context.selected_asset_check_keys, key=lambda k: k.asset_key.to_string()):
-                    yield _orphans_check(conn, layout.staging.tables[table_for[check_key.asset_key]], check_key)
+                    yield orphans_check(conn, layout.staging.tables[table_for[check_key.asset_key]], check_key)
 
         checks.append(preserved_no_orphans)
     return SyncAssets(assets, checks, {k: staging_key(k) for k in roles.synced}, orphan_check_keys)
-
-
-def _orphans_check(conn: psycopg.Connection, table: Table, check_key: AssetCheckKey) -> AssetCheckResult:
-    counted = []
-    try:
-        with conn.transaction(), conn.cursor() as cur:
-            counted = [count_orphans(cur, table.fk_relation(fk), fk) for fk in table.foreign_keys]
-    except psycopg.Error as exc:
-        return AssetCheckResult(
-            asset_key=check_key.asset_key,
-            check_name=check_key.name,
-            passed=False,
-            severity=AssetCheckSeverity.ERROR,
-            description=f"could not check {table.qualified} in staging: {str(exc).splitlines()[0]}",
-        )
-    total = sum(c.rows for c in counted)
-    bad = [c for c in counted if c.rows]
-    return AssetCheckResult(
-        asset_key=check_key.asset_key,
-        check_name=check_key.name,
-        passed=total == 0,
-        severity=AssetCheckSeverity.ERROR,
-        description=(
-            f"every row of {table.qualified} finds its parent rows in staging"
-            if not bad
-            else "; ".join(
-                f"{c.rows} row(s) reference missing {c.parent} rows via {c.constraint} "
-                f"({', '.join(c.columns)} e.g. {', '.join(str(s) for s in c.sample)})"
-                for c in bad
-            )
-        ),
-        metadata={
-            "orphan_rows": MetadataValue.int(total),
-            "foreign_keys_checked": MetadataValue.int(len(counted)),
-            **{f"orphans_via_{c.constraint}": MetadataValue.int(c.rows) for c in counted},
-        },
-    )

@@ -130,6 +130,7 @@ class Table:
 class Catalog:
     tables: dict[tuple[str, str], Table]
     enums: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    encoding: str = "UTF8"  # the database's server encoding
 
     def get(self, schema: str, name: str) -> Table | None:
         return self.tables.get((schema, name))
@@ -151,6 +152,7 @@ class Catalog:
             {
                 "tables": [asdict(t) for t in sorted(self.tables.values(), key=lambda t: t.key)],
                 "enums": self.enums,
+                "encoding": self.encoding,
             },
             indent=1,
         )
@@ -182,7 +184,8 @@ class Catalog:
                 }
             )
             tables[table.key] = table
-        return cls(tables=tables, enums={k: tuple(v) for k, v in data["enums"].items()})
+        enums = {k: tuple(v) for k, v in data["enums"].items()}
+        return cls(tables=tables, enums=enums, encoding=data.get("encoding", "UTF8"))
 
 
 # Schemas never synced nor inspected: the system's and the tool's own bookkeeping.
@@ -427,6 +430,8 @@ def introspect(conn: psycopg.Connection, schemas: list[str] | tuple[str, ...] | 
 
         cur.execute(_ENUMS_SQL)
         enums = {name: tuple(labels) for name, labels in cur}
+        cur.execute("SELECT getdatabaseencoding()")
+        encoding = cur.fetchone()[0]
 
     tables = {}
     for oid in oids:
@@ -445,4 +450,4 @@ def introspect(conn: psycopg.Connection, schemas: list[str] | tuple[str, ...] | 
             estimated_rows=int(est_rows or 0),
             size_bytes=int(size or 0),
         )
-    return Catalog(tables=tables, enums=enums)
+    return Catalog(tables=tables, enums=enums, encoding=encoding)

@@ -12,14 +12,17 @@ import psycopg
 from psycopg import sql
 
 from sync_assets import catalog as catalog_mod
-from sync_assets import faults, incremental, privileges, write_path
+from sync_assets import content, faults, incremental, privileges, write_path
 from sync_assets.config import SyncConfig
 from sync_assets.connections import Endpoint, refuse_same_database, same_database_message, server_identity
+from sync_assets.content import Fingerprint, Scope, Side, Unavailable
 from sync_assets.errors import BusyError, SyncError
-from sync_assets.extract import CopyStats, begin_snapshot, export_snapshot, extract
+from sync_assets.extract import CopyStats, begin_snapshot, copy_rows, export_snapshot, extract, prepare_session
 from sync_assets.outside import OrphanBackup
-from sync_assets.plan import SyncPlan, TableKey, build_plan
+from sync_assets.plan import SyncPlan, TableKey, TablePlan, build_plan
 from sync_assets.shadows import BOOKKEEPING_SCHEMA, SHADOW_PREFIX, ShadowName, key_shadow_name, shadow_name
+from sync_assets.sqlparts import cols as sql_cols
+from sync_assets.sqlparts import ident, match
 from sync_assets.swap import SwapResult, TableChanges, swap
 
 # One sync at a time per staging database: a session-level advisory lock, released if the process dies.
@@ -44,6 +47,11 @@ class TableResult:
     rewritten: int = 0  # rows written by replacing a keyless table whole (inserted/deleted: rows that differ)
     read_rows: int = -1  # rows read from production: fewer than production_rows when only changes were read
     mode: str = "mirror"
+    # Content fingerprints of the snapshot's rows and of staging's just before COMMIT (content.py).
+    snapshot_print: Fingerprint | Unavailable | None = None
+    staging_print: Fingerprint | Unavailable | None = None
+    # Staging's own triggers that fired on the rows written (write_path.py).
+    triggers_fired: tuple[str, ...] = ()
 
 
 @dataclass
@@ -261,6 +269,7 @@ def run_sync(
             dry_run,
             bookkeeping,
             path,
+            {k: c.snapshot for k, c in copied.items()},
         )
         result.swap_seconds = time.monotonic() - swap_started
         faults.reach("committed")
@@ -287,6 +296,9 @@ def run_sync(
                 notes=tp.notes,
                 read_rows=stats.read_rows,
                 mode=tp.mode,
+                snapshot_print=stats.snapshot,
+                staging_print=swapped.prints.get(tp.table_key),
+                triggers_fired=tuple(t.qualified for t in path.firing if t.of == tp.table_key),
             )
     finally:
         try:
@@ -301,3 +313,62 @@ def run_sync(
     faults.reach("finished")
     result.seconds = time.monotonic() - started
     return result
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A table as production and staging hold it now, for the checks of a table a run did not sync."""
+
+    production_rows: int
+    staging_rows: int
+    production: Fingerprint | Unavailable
+    staging: Fingerprint | Unavailable  # in merge mode: of staging's rows whose key production has
+    mode: str
+
+
+def compare_now(
+    source: Endpoint, target: Endpoint, config: SyncConfig, keys: set[TableKey]
+) -> dict[TableKey, Comparison]:
+    """Count and fingerprint the tables on both sides now: production in one read-only snapshot, staging
+    as it is. Nothing is written to either side (a merge table's production keys go to a temp table)."""
+    limits = config.session_limits()
+    prod, staging = connect_both(replace(source, limits=limits), replace(target, limits=limits))
+    try:
+        prepare_session(prod)
+        prepare_session(staging)
+        begin_snapshot(prod)
+        production, held = catalog_mod.introspect(prod, config.schemas), catalog_mod.introspect(staging, None)
+        found = {}
+        for i, tp in enumerate(build_plan(production, held, config, keys).tables):
+            rel = tp.target.relation()
+            utf8 = tp.encodings_differ
+            in_production = content.take(prod, tp, tp.source.relation(), Scope.ACROSS, Side.PRODUCTION, utf8)
+            # Merge keeps rows production deleted: staging's rows are compared where production has the key.
+            where = None if tp.deletes else _production_keys_in(prod, staging, tp, sql.Identifier(f"sync_keys_{i}"))
+            method = in_production.method if isinstance(in_production, Fingerprint) else None
+            in_staging = content.take(staging, tp, rel, Scope.ACROSS, Side.STAGING, utf8, method=method, where=where)
+            counts = (_count(prod, tp.source.relation()), _count(staging, rel))
+            found[tp.table_key] = Comparison(*counts, in_production, in_staging, tp.mode)
+        return found
+    finally:
+        prod.close()
+        staging.close()
+
+
+def _count(conn: psycopg.Connection, relation: sql.Composable) -> int:
+    row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(relation)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _production_keys_in(
+    prod: psycopg.Connection, staging: psycopg.Connection, tp: TablePlan, keys: sql.Identifier
+) -> sql.Composable:
+    """Copy production's keys of the table into a temp table in staging; a filter on staging's rows (t)."""
+    staging.execute(
+        sql.SQL("CREATE TEMP TABLE {} AS SELECT {} FROM {} WITH NO DATA").format(
+            keys, sql_cols(tp.key), ident(tp.table_key)
+        )
+    )
+    query = sql.SQL("SELECT {} FROM {}").format(sql_cols(tp.key), tp.source.relation())
+    copy_rows(prod, staging, query, keys, tp.key, tp.binary, f"the keys of {tp.qualified}", _default_log)
+    return sql.SQL("EXISTS (SELECT 1 FROM {} k WHERE {})").format(keys, match("k", tp.key, "t", tp.key))

@@ -8,14 +8,15 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import psycopg
 from psycopg import errors as psycopg_errors
 from psycopg import pq, sql
 
-from sync_assets import faults, fingerprints
+from sync_assets import content, faults, fingerprints
 from sync_assets.connections import Endpoint
+from sync_assets.content import Fingerprint, Scope, Side, Unavailable
 from sync_assets.errors import about_table
 from sync_assets.plan import TableKey, TablePlan
 from sync_assets.shadows import create_shadow, key_shadow_name
@@ -47,6 +48,8 @@ class CopyStats:
     read_rows: int = -1  # rows whose values moved: fewer than `rows` when only changed rows were read
     # Read partly: why production's keys were copied ("" when their fingerprints showed nothing deleted).
     keys_copied: str = "every row was read"
+    # The content fingerprint of the snapshot's rows (content.py), which staging's must match.
+    snapshot: Fingerprint | Unavailable | None = None
 
     def __post_init__(self) -> None:
         if self.read_rows < 0:
@@ -248,7 +251,8 @@ def copy_table(
     if not plan.partial:
         stats = copy_rows(source, target, every_row, shadow, plan.columns, plan.binary, plan.qualified, log, cancelled)
         target.execute(sql.SQL("ANALYZE {}").format(shadow))
-        return stats
+        # The shadow holds exactly the snapshot's rows, in staging's types.
+        return replace(stats, snapshot=content.take(target, plan, shadow, Scope.STAGING, Side.STAGING))
     changed = copy_rows(
         source,
         target,
@@ -261,6 +265,10 @@ def copy_table(
         cancelled,
     )
     target.execute(sql.SQL("ANALYZE {}").format(shadow))
+    # Only production holds every row of the snapshot: its fingerprint is taken there, in the snapshot.
+    snapshot = content.take(
+        source, plan, plan.source.relation(), Scope.ACROSS, Side.PRODUCTION, utf8=plan.encodings_differ
+    )
     in_production = fingerprints.production_keys(source, plan)
     in_staging = fingerprints.staging_keys_after(target, plan, shadow) if in_production is not None else None
     if in_production is not None and in_production == in_staging:
@@ -270,6 +278,7 @@ def copy_table(
             seconds=time.monotonic() - started,
             read_rows=changed.rows,
             keys_copied="",
+            snapshot=snapshot,
         )
     why = "the key fingerprints differ" if in_staging is not None else "the key columns cannot be hashed here"
     keys = key_shadow_name(shadow)
@@ -292,6 +301,7 @@ def copy_table(
         seconds=time.monotonic() - started,
         read_rows=changed.rows,
         keys_copied=why,
+        snapshot=snapshot,
     )
 
 

@@ -158,6 +158,8 @@ class TablePlan:
     sequences: tuple[ColumnSequence, ...]  # staging's sequences behind copied columns
     extra_columns: tuple[str, ...]  # staging-only columns left to their defaults
     notes: tuple[str, ...] = ()
+    # The two databases' encodings differ: content fingerprints hash text as UTF-8 (content.py).
+    encodings_differ: bool = False
     # Staging-only columns whose default or identity draws from a sequence: a dry run gives them the
     # numbers the sequence would give instead, for no rollback gives drawn numbers back.
     mimicked: tuple[ColumnSequence, ...] = ()
@@ -417,7 +419,10 @@ def build_plan(
     columns = resolve_columns(production, config, roles)
     tables = tuple(
         _with_mode(
-            _plan_table(production.tables[k], staging.get(*k), staging, production.enums),
+            replace(
+                _plan_table(production.tables[k], staging.get(*k), staging, production.enums),
+                encodings_differ=production.encoding != staging.encoding,
+            ),
             modes.get(k),
             columns.get(k),
             config,

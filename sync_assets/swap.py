@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
-from sync_assets import faults, fingerprints
+from sync_assets import content, faults, fingerprints
 from sync_assets.catalog import ForeignKey
+from sync_assets.content import Fingerprint, Side, Unavailable
 from sync_assets.errors import TableFailure, about_table
 from sync_assets.extract import SESSION_SETTINGS
 from sync_assets.outside import OrphanBackup, check_parents_outside, handle_children_outside
@@ -59,6 +60,8 @@ class SwapResult:
     orphans: list[OrphanBackup] = field(default_factory=list)
     sequences: dict[str, int] = field(default_factory=dict)
     staging_rows: dict[TableKey, int] = field(default_factory=dict)  # counted inside the swap
+    # Staging's content fingerprints, taken just before COMMIT, to hold against the snapshot's.
+    prints: dict[TableKey, Fingerprint | Unavailable] = field(default_factory=dict)
 
 
 def _changed(plan: TablePlan, columns: tuple[str, ...]) -> sql.Composable:
@@ -508,6 +511,27 @@ def advance_sequences(
     return moved
 
 
+def _staging_print(
+    cur: psycopg.Cursor, tp: TablePlan, shadow: sql.Identifier, snapshot: Fingerprint
+) -> Fingerprint | Unavailable:
+    """Staging's fingerprint as the snapshot's was taken; in merge mode, of the rows the snapshot has
+    (staging keeps the ones production deleted)."""
+    where = None
+    if not tp.deletes:
+        where = sql.SQL("EXISTS (SELECT 1 FROM {} s WHERE {})").format(shadow, match("s", tp.key, "t", tp.key))
+    with about_table("fingerprinting", tp.qualified):
+        return content.take(
+            cur.connection,
+            tp,
+            tp.target.relation(),
+            snapshot.scope,
+            Side.STAGING,
+            utf8=tp.encodings_differ,
+            method=snapshot.method,
+            where=where,
+        )
+
+
 _LOCK_TIMEOUT = re.compile(r"^\d+(ms|s|min)?$")
 
 
@@ -522,12 +546,14 @@ def swap(
     dry_run: bool = False,
     before_commit: Callable[[psycopg.Cursor, SwapResult], None] | None = None,
     path: WritePath | None = None,
+    snapshots: dict[TableKey, Fingerprint | Unavailable | None] | None = None,
 ) -> SwapResult:
     """Run the whole swap in ONE transaction on `conn` and commit it (dry_run: roll it back).
 
     path: how rows are written (write_path.choose); staging's triggers it silences are disabled for the
-    writes and enabled again before COMMIT. before_commit writes the run's bookkeeping in the same
-    transaction, so it lands with the rows or not at all."""
+    writes and enabled again before COMMIT. snapshots: the snapshot's content fingerprints, which say
+    how staging's are to be taken (not in a dry run, which writes nothing it keeps). before_commit writes
+    the run's bookkeeping in the same transaction, so it lands with the rows or not at all."""
     path = path or WritePath(replica=False, silenced=(), firing=(), info=())
     assert _LOCK_TIMEOUT.match(lock_timeout), lock_timeout
     result = SwapResult()
@@ -555,8 +581,17 @@ def swap(
             with about_table("enabling staging's own triggers on", ", ".join(t.qualified for t in path.silenced)):
                 path.restore(cur)
             for tp in plan.tables:
-                cur.execute(sql.SQL("SELECT count(*) FROM {}").format(tp.target.relation()))
-                result.staging_rows[tp.table_key] = int(cur.fetchone()[0])
+                snapshot = (snapshots or {}).get(tp.table_key)
+                if isinstance(snapshot, Fingerprint) and not dry_run:
+                    result.prints[tp.table_key] = _staging_print(cur, tp, shadows[tp.table_key], snapshot)
+                elif isinstance(snapshot, Unavailable):
+                    result.prints[tp.table_key] = snapshot
+                counted = result.prints.get(tp.table_key)
+                if isinstance(counted, Fingerprint) and tp.deletes:
+                    result.staging_rows[tp.table_key] = counted.rows
+                else:
+                    cur.execute(sql.SQL("SELECT count(*) FROM {}").format(tp.target.relation()))
+                    result.staging_rows[tp.table_key] = int(cur.fetchone()[0])
             result.sequences = advance_sequences(cur, plan, shadows, apply=not dry_run)
             faults.reach("sequences_advanced")
             if before_commit is not None:

@@ -55,6 +55,7 @@ class StagingTrigger:
     deletes: bool  # fires on DELETE
     rule: bool
     owned: bool  # the staging role may ALTER its table
+    of: tuple[str, str]  # the table of the run it is on (itself, or the partitioned table it is part of)
 
     def fires(self, replica: bool) -> bool:
         """Whether the sync's writes set it off: inserts and updates in replica mode or not, deletes never."""
@@ -100,15 +101,17 @@ WITH rels AS (
 )
 SELECT n.nspname, c.relname, tg.tgname, tg.tgenabled::text,
        (tg.tgtype & %(upserts)s) <> 0, (tg.tgtype & %(deletes)s) <> 0, false,
-       pg_has_role(c.relowner, 'USAGE')
+       pg_has_role(c.relowner, 'USAGE'), ARRAY[rn.nspname, rc.relname]
 FROM pg_trigger tg JOIN rels ON rels.relid = tg.tgrelid
 JOIN pg_class c ON c.oid = tg.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_class rc ON rc.oid = coalesce(pg_partition_root(c.oid), c.oid) JOIN pg_namespace rn ON rn.oid = rc.relnamespace
 WHERE NOT tg.tgisinternal AND tg.tgenabled <> 'D'
 UNION ALL
 SELECT n.nspname, c.relname, r.rulename, r.ev_enabled::text, r.ev_type IN ('2', '3'), r.ev_type = '4', true,
-       pg_has_role(c.relowner, 'USAGE')
+       pg_has_role(c.relowner, 'USAGE'), ARRAY[rn.nspname, rc.relname]
 FROM pg_rewrite r JOIN rels ON rels.relid = r.ev_class
 JOIN pg_class c ON c.oid = r.ev_class JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_class rc ON rc.oid = coalesce(pg_partition_root(c.oid), c.oid) JOIN pg_namespace rn ON rn.oid = rc.relnamespace
 WHERE r.rulename <> '_RETURN' AND r.ev_enabled <> 'D'
 ORDER BY 1, 2, 3
 """
@@ -117,7 +120,7 @@ ORDER BY 1, 2, 3
 def _staging_triggers(cur: psycopg.Cursor, plan: SyncPlan) -> list[StagingTrigger]:
     tables = [ident(tp.table_key).as_string(cur) for tp in plan.tables]
     cur.execute(_TRIGGERS_SQL, {"tables": tables, "upserts": _TG_INSERT | _TG_UPDATE, "deletes": _TG_DELETE})
-    return [StagingTrigger(*row) for row in cur.fetchall()]
+    return [StagingTrigger(*row[:-1], of=(row[-1][0], row[-1][1])) for row in cur.fetchall()]
 
 
 def _deferrable_uniques(cur: psycopg.Cursor, plan: SyncPlan) -> list[str]:

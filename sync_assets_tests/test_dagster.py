@@ -55,7 +55,8 @@ def production(table: str) -> AssetKey:
 SYNCED_KEYS = {staging(t) for t in cruise.SYNCED}
 PRESERVED_KEYS = {staging(t) for t in cruise.PRESERVED}
 PRODUCTION_KEYS = {production(t) for t in cruise.SYNCED}
-ALL_CHECKS = {AssetCheckKey(staging(t), ROW_COUNT) for t in cruise.SYNCED} | {
+CONTENT = "content_matches"
+ALL_CHECKS = {AssetCheckKey(staging(t), check) for t in cruise.SYNCED for check in (ROW_COUNT, CONTENT)} | {
     AssetCheckKey(staging("quote_requests"), NO_ORPHANS),
     AssetCheckKey(staging("saved_searches"), NO_ORPHANS),
 }
@@ -302,7 +303,10 @@ def test_subset_of_ports_materializes_and_changes_only_ports(cruise_pair: Pair, 
 
     assert result.success
     assert materialized(result) == [staging("ports")]
-    assert check_results(result) == {AssetCheckKey(staging("ports"), ROW_COUNT): True}
+    assert check_results(result) == {
+        AssetCheckKey(staging("ports"), ROW_COUNT): True,
+        AssetCheckKey(staging("ports"), CONTENT): True,
+    }
     with cruise_pair.prod() as prod, cruise_pair.staging() as stag:
         after = snapshot_tables(stag, ALL_TABLES)
         assert after["ports"] == table_rows(prod, "ports")

@@ -1,0 +1,160 @@
+"""Content fingerprints: what proves that staging holds the snapshot's rows, not just as many of them.
+
+A table's fingerprint is its row count and two sums of 64-bit row hashes (two seeds) over the columns
+the sync copies: order-independent, taken in one scan, equal for equal multisets of rows. The content
+check compares staging's (taken in the swap transaction, just before COMMIT) with the snapshot's:
+
+- a table read whole: the snapshot is its shadow, in staging, with staging's types: both prints hash the
+  same expressions (`Scope.STAGING`);
+- a table read partly (incremental), and a check on a table the run did not sync: the snapshot is only
+  in production, so each side hashes expressions that give equal values for equal content across the two
+  databases (`Scope.ACROSS`): a column's own value where its hash cannot depend on the database (integers,
+  timestamps, uuid, bytea, text in the same encoding...), else its text (enum labels, not OIDs; numeric's
+  exact digits), adjusted where the two sides' types differ as the copy adjusts them (char(n) keeps its
+  padding through text, numeric gains trailing zeros, json becomes jsonb, real becomes double precision).
+
+The value of a hash follows the type's `=` where its hash does (numeric 1.0 and 1.00 alike): such types
+are hashed through their text, so a change of representation counts as a change, as the swap's own
+comparison counts it. A false "equal" needs two different multisets with the same count and the same
+two sums: a hash collision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+import psycopg
+from psycopg import errors, sql
+
+from sync_assets.catalog import Column
+from sync_assets.plan import TablePlan
+
+# Built-in types whose hash is a function of the value's bytes alone (no OID, no collation, no encoding
+# beyond the text types'), so it is the same in any two databases of the same server version.
+_PORTABLE_HASH = {
+    "smallint", "integer", "bigint", "boolean", "bytea", "uuid", "date", "timestamp without time zone",
+    "timestamp with time zone", "time without time zone", '"char"', "oid", "macaddr", "macaddr8",
+}  # fmt: skip
+_TEXT_TYPES = {"text", "character varying", "character", "name"}
+# Exact-equality types without an extended hash function: hashed through their text.
+_NO_HASH = {"bit", "bit varying"}
+
+
+class Scope(StrEnum):
+    STAGING = "staging"  # both prints taken in staging, of the same types
+    ACROSS = "across"  # one print taken in production, one in staging
+
+
+class Side(StrEnum):
+    PRODUCTION = "production"
+    STAGING = "staging"
+
+
+class Method(StrEnum):
+    """How rows are hashed. Both prints of a comparison use the same."""
+
+    MIXED = "mixed"  # hash_record_extended over native values where portable, text elsewhere (PostgreSQL 14+)
+    TEXT = "text"  # hash_record_extended over every column's text (where a type has no hash function)
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    rows: int
+    sums: tuple[int, int]
+    method: Method
+    scope: Scope
+
+    def matches(self, other: Fingerprint) -> bool:
+        return (self.rows, self.sums) == (other.rows, other.sums)
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """Why a table's content could not be fingerprinted (the check then fails, saying so)."""
+
+    reason: str
+
+
+def _text(expr: sql.Composable, utf8: bool) -> sql.Composable:
+    """A text expression, as UTF-8 bytes where the two databases' encodings differ."""
+    return sql.SQL("convert_to({}, 'UTF8')").format(expr) if utf8 else expr
+
+
+def _as_text(col: str, source: Column, target: Column, side: Side) -> sql.Composable:
+    """The column's text as staging holds it, computed on either side."""
+    c = sql.Identifier(col)
+    if source.type == target.type and source.is_domain == target.is_domain:
+        return sql.SQL("{}::text").format(c)
+    # Different types: the copy moved production's text into staging's type; mimic what that changed.
+    family = source.underlying or source.base_type
+    if target.base_type == "numeric" or family.startswith("numeric"):
+        return sql.SQL("trim_scale({})::text").format(c)
+    if side == Side.PRODUCTION:
+        if source.base_type == "character" and not source.is_array:
+            # char(n)'s cast to text drops its padding; the copy, through text, kept it.
+            return sql.SQL("CASE WHEN {c} IS NULL THEN NULL ELSE concat({c}) END").format(c=c)
+        if source.base_type == "json" and target.base_type == "jsonb" and not source.is_array:
+            return sql.SQL("{}::jsonb::text").format(c)
+        if source.base_type == "real" and target.base_type == "double precision" and not source.is_array:
+            return sql.SQL("{}::text::double precision::text").format(c)
+    return sql.SQL("{}::text").format(c)
+
+
+def column_expr(tp: TablePlan, col: str, scope: Scope, side: Side, method: Method, utf8: bool) -> sql.Composable:
+    """What a copied column contributes to a row's hash, on one side."""
+    target = tp.target.column(col)
+    source = tp.source.column(col)
+    assert target is not None and source is not None, col
+    c = sql.Identifier(col)
+    native = method == Method.MIXED and target.exact_equality and target.base_type not in _NO_HASH
+    if scope == Scope.STAGING:
+        return c if native else sql.SQL("{}::text").format(c)
+    portable = (
+        native
+        and source.type == target.type
+        and not target.is_enum
+        and (target.base_type in _PORTABLE_HASH or (target.base_type in _TEXT_TYPES and not utf8))
+    )
+    if portable:
+        return c
+    return _text(_as_text(col, source, target, side), utf8)
+
+
+def _print_query(relation: sql.Composable, exprs: list[sql.Composable], where: sql.Composable | None) -> sql.Composable:
+    row = sql.SQL("ROW({})").format(sql.SQL(", ").join(exprs))
+    sums = sql.SQL(", ").join(
+        sql.SQL("coalesce(sum(hash_record_extended({}, {})), 0)").format(row, seed) for seed in (0, 1)
+    )
+    return sql.SQL("SELECT count(*), {sums} FROM {rel} t{where}").format(
+        sums=sums, rel=relation, where=sql.SQL(" WHERE {}").format(where) if where is not None else sql.SQL("")
+    )
+
+
+def take(
+    conn: psycopg.Connection,
+    tp: TablePlan,
+    relation: sql.Composable,
+    scope: Scope,
+    side: Side,
+    utf8: bool = False,
+    method: Method | None = None,
+    where: sql.Composable | None = None,
+) -> Fingerprint | Unavailable:
+    """The fingerprint of `relation` (alias t) over the table's copied columns, in a savepoint (or a
+    transaction of its own), so that a type without a hash function does not end the caller's.
+
+    method: the one the other side used; None tries MIXED, then TEXT."""
+    if conn.info.server_version < 140000:
+        return Unavailable("PostgreSQL before 14 has no hash_record_extended to fingerprint rows with")
+    for attempt in [method] if method is not None else [Method.MIXED, Method.TEXT]:
+        exprs = [column_expr(tp, col, scope, side, attempt, utf8) for col in tp.columns]
+        try:
+            with conn.transaction():
+                row = conn.execute(_print_query(relation, exprs, where)).fetchone()
+        except errors.UndefinedFunction as exc:
+            reason = str(exc).splitlines()[0]
+            continue
+        assert row is not None
+        return Fingerprint(int(row[0]), (int(row[1]), int(row[2])), attempt, scope)
+    return Unavailable(f"its rows cannot be hashed ({reason})")
