@@ -29,6 +29,7 @@ from dagster import AssetChecksDefinition as ChecksDefinition
 from pydantic import Field
 
 from sync_assets import faults
+from sync_assets.automation import freshness_policy
 from sync_assets.catalog import Catalog, Table
 from sync_assets.catalog_cache import LoadedCatalog
 from sync_assets.checks import (
@@ -55,6 +56,9 @@ from sync_assets.translator import group_of, production_key, staging_key
 SYNC_OP_NAME = "sync_staging"
 # Runs tagged with it queue one at a time (dagster.yaml): one sync per staging database.
 LOCK_TAG = "sync_assets/lock"
+# And every op that writes staging takes the one slot of this concurrency pool (dagster.yaml), which also
+# holds for runs launched past the queue (dg launch).
+POOL = "sync_assets_staging"
 KIND = "postgres"
 
 
@@ -152,6 +156,7 @@ def build_sync_assets(
                     "catalog": loaded.source,
                 },
                 tags={"sync_assets/role": "synced"},
+                freshness_policy=freshness_policy(config),
             )
         )
     check_specs = [
@@ -207,6 +212,7 @@ def build_sync_assets(
         can_subset=True,
         retry_policy=retry,
         op_tags={LOCK_TAG: "staging"},
+        pool=POOL,
     )
     def sync_staging(
         context: AssetExecutionContext, config: SyncRunConfig, production: ProductionDatabase, staging: StagingDatabase

@@ -1,8 +1,10 @@
 """The schedule and the production-change sensor that run sync_job unattended."""
 
 import json
+import math
 import os
 import uuid
+from datetime import timedelta
 
 from dagster import (
     AssetKey,
@@ -10,6 +12,7 @@ from dagster import (
     DefaultScheduleStatus,
     DefaultSensorStatus,
     EnvVar,
+    FreshnessPolicy,
     JobDefinition,
     RunRequest,
     RunsFilter,
@@ -28,6 +31,10 @@ from sync_assets.errors import SyncError
 from sync_assets.resources import ProductionDatabase
 
 SCHEDULE_NAME = "sync_every_6_hours"
+SCHEDULE_HOURS = 6
+SCHEDULE_CRON = f"0 */{SCHEDULE_HOURS} * * *"
+# Runs of the schedule may wait in the queue a little before they start.
+QUEUE_GRACE = timedelta(minutes=5)
 SENSOR_NAME = "production_changes"
 SENSOR_INTERVAL_SECONDS = 120
 REQUEST_TAG = "sync_assets/sensor_request"
@@ -45,10 +52,22 @@ def build_schedule(job: UnresolvedAssetJobDefinition) -> ScheduleDefinition:
     return ScheduleDefinition(
         name=SCHEDULE_NAME,
         job=job,
-        cron_schedule="0 */6 * * *",
+        cron_schedule=SCHEDULE_CRON,
         execution_timezone="UTC",
         default_status=DefaultScheduleStatus.STOPPED,
         description="Full sync of every table, four times a day.",
+    )
+
+
+def freshness_policy(config: SyncConfig) -> FreshnessPolicy:
+    """Derived from the schedule: by each tick plus the longest a run may take (max_runtime) plus a little
+    queueing, the tick's sync must have materialized the table; the UI marks it stale otherwise."""
+    allowed = (config.max_runtime or timedelta(minutes=55)) + QUEUE_GRACE
+    minutes = min(59, math.ceil(allowed.total_seconds() / 60))
+    return FreshnessPolicy.cron(
+        deadline_cron=f"{minutes} */{SCHEDULE_HOURS} * * *",
+        lower_bound_delta=timedelta(hours=SCHEDULE_HOURS),
+        timezone="UTC",
     )
 
 
