@@ -276,6 +276,14 @@ def dagster_env(cruise_pair: Pair, tmp_path: Path) -> dict[str, str]:
     }
 
 
+def dg(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """The command line README shows (`dg launch --job sync_job`), run in the project folder."""
+    import sys
+
+    exe = Path(sys.executable).with_name("dg")
+    return subprocess.run([str(exe), *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
 @dataclass
 class Webserver:
     port: int

@@ -8,8 +8,6 @@ sensor-requested runs too, the Slack failure message says why, and the code loca
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +16,7 @@ from dagster import DagsterEventType, DagsterInstance, RunRequest, build_schedul
 from sync_assets.definitions import build_definitions
 from sync_assets.localpg import free_port
 from sync_assets_tests import cruise
-from sync_assets_tests.conftest import ROOT, Pair, snapshot_tables
+from sync_assets_tests.conftest import Pair, dg, snapshot_tables
 from sync_assets_tests.pgcluster import PROD_OWNER, PROD_READER, STAGING_OWNER, SUPERUSER_PASSWORD
 from sync_assets_tests.test_dagster import wait_for_writes
 
@@ -26,12 +24,6 @@ pytestmark = pytest.mark.slow
 
 PASSWORDS = (PROD_OWNER[1], PROD_READER[1], STAGING_OWNER[1], SUPERUSER_PASSWORD)
 JOBS = ("sync_job", "sync_dry_run")
-
-
-def dg(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    """The command README shows: `dg launch --job ...` in the project folder."""
-    exe = Path(sys.executable).with_name("dg")
-    return subprocess.run([str(exe), *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
 def launch_fails(env: dict[str, str], job: str, reason: str) -> str:

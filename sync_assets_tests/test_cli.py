@@ -1,23 +1,14 @@
-"""The command line a data engineer uses: `dagster asset materialize` against the real dagster.yaml."""
+"""The command line a data engineer uses (`dg launch`, as README shows it) against the real dagster.yaml."""
 
 from __future__ import annotations
-
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from sync_assets_tests import cruise
-from sync_assets_tests.conftest import ROOT, Pair, snapshot_tables, table_rows
+from sync_assets_tests.conftest import Pair, dg, snapshot_tables, table_rows
 from sync_assets_tests.pgcluster import SUPERUSER_PASSWORD
 
 pytestmark = pytest.mark.slow
-
-
-def dagster(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    exe = Path(sys.executable).with_name("dagster")
-    return subprocess.run([str(exe), *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
 def test_materialize_one_table_from_the_cli(cruise_pair: Pair, dagster_env: dict[str, str]) -> None:
@@ -25,9 +16,7 @@ def test_materialize_one_table_from_the_cli(cruise_pair: Pair, dagster_env: dict
     with cruise_pair.staging() as staging:
         before = snapshot_tables(staging, tables)
 
-    done = dagster(
-        dagster_env, "asset", "materialize", "-m", "sync_assets.definitions", "--select", "staging/public/ports"
-    )
+    done = dg(dagster_env, "launch", "--assets", "staging/public/ports")
 
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-3000:]
@@ -42,6 +31,6 @@ def test_materialize_one_table_from_the_cli(cruise_pair: Pair, dagster_env: dict
 
 def test_cli_run_with_missing_env_var_fails_clearly(cruise_pair: Pair, dagster_env: dict[str, str]) -> None:
     env = {k: v for k, v in dagster_env.items() if k != "DATABASE_URL_STAGING"}
-    done = dagster(env, "asset", "materialize", "-m", "sync_assets.definitions", "--select", "staging/public/ports")
+    done = dg(env, "launch", "--assets", "staging/public/ports")
     assert done.returncode != 0
     assert "DATABASE_URL_STAGING" in done.stdout + done.stderr
