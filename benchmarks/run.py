@@ -12,7 +12,8 @@ Two PostgreSQL servers of our own (production, staging) in --dir. At scale 1 pro
   (e) incremental  the same after another 1%, the keyed big tables in mode incremental: only rows changed
                  since the last run are read (by updated_at), deletes found by fingerprints, then keys
 For each: wall seconds, MB/s of production data, ratio to (a), peak RSS of the process tree, WAL bytes
-written on staging, and the worst latency a staging reader saw meanwhile. Results go to
+written on staging, the worst latency a staging reader saw meanwhile, and for the syncs the seconds they
+spent on content_matches' fingerprints (and their share of the run). Results go to
 --out/results.md (and results.png: seconds against scale).
 """
 
@@ -57,6 +58,7 @@ class Measure:
     peak_rss_mb: float = 0.0
     wal_bytes: int = 0
     worst_read_ms: float = 0.0
+    fingerprint_seconds: float = 0.0  # of the sync's seconds, spent on the content check's fingerprints
 
 
 def sh(command: str, env: dict[str, str] | None = None) -> None:
@@ -186,17 +188,18 @@ class Bench:
         reader.start()
         before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         started = time.monotonic()
-        subprocess.run(
+        done = subprocess.run(
             [sys.executable, "-c", SYNC_SCRIPT, self.prod.url("production", READER, PASSWORD),
              self.staging.url("staging", SYNCER, PASSWORD), str(config),
              "reconcile" if reconcile else ""],
-            check=True, cwd=ROOT, stdout=subprocess.DEVNULL,
+            check=True, cwd=ROOT, stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
         seconds = time.monotonic() - started
         rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         worst = reader.stop()
         config.unlink()
-        return Measure(seconds, max(rss, before) / 1024, self.wal_lsn() - wal_before, worst * 1000)
+        fingerprints = float(done.stdout.strip().splitlines()[-1])
+        return Measure(seconds, max(rss, before) / 1024, self.wal_lsn() - wal_before, worst * 1000, fingerprints)
 
     def verify(self) -> None:
         """The synced staging holds production's rows (order-independent fingerprint per table)."""
@@ -223,9 +226,10 @@ import sys
 from sync_assets.config import load_config
 from sync_assets.connections import Endpoint
 from sync_assets.engine import run_sync
-run_sync(Endpoint("production", "DATABASE_URL_PRODUCTION", sys.argv[1]),
-         Endpoint("staging", "DATABASE_URL_STAGING", sys.argv[2]), load_config(sys.argv[3]), log=lambda m: None,
-         reconcile=sys.argv[4] == "reconcile")
+result = run_sync(Endpoint("production", "DATABASE_URL_PRODUCTION", sys.argv[1]),
+                  Endpoint("staging", "DATABASE_URL_STAGING", sys.argv[2]), load_config(sys.argv[3]),
+                  log=lambda m: None, reconcile=sys.argv[4] == "reconcile")
+print(result.fingerprint_seconds)
 """
 
 
@@ -314,6 +318,7 @@ def median(measures: list[Measure]) -> Measure:
         max(m.peak_rss_mb for m in measures),
         int(statistics.median(m.wal_bytes for m in measures)),
         max(m.worst_read_ms for m in measures),
+        statistics.median(m.fingerprint_seconds for m in measures),
     )
 
 
@@ -368,6 +373,8 @@ def write_report(rows: list, out: Path) -> None:
                 "peak RSS MB": round(m.peak_rss_mb) if m.peak_rss_mb else "-",
                 "staging WAL MB": round(m.wal_bytes / 1e6, 1) if m.wal_bytes else "-",
                 "worst read ms": round(m.worst_read_ms, 1) if m.worst_read_ms else "-",
+                "content check s": round(m.fingerprint_seconds, 2) if m.fingerprint_seconds else "-",
+                "content check share": f"{m.fingerprint_seconds / m.seconds:.1%}" if m.fingerprint_seconds else "-",
             }
             for scale, size, name, m, ratio, to_full in rows
         ]

@@ -65,6 +65,9 @@ class SyncResult:
     plan: SyncPlan | None = None
     dry_run: bool = False
     warnings: list[str] = field(default_factory=list)  # e.g. production's role could write
+    # Time spent on content fingerprints: of the shadows or production (in the extract's parallel
+    # readers) and of staging (in the swap transaction). Their sum: at most what the checks add.
+    fingerprint_seconds: float = 0.0
 
 
 WARNING_PREFIX = "warning: "
@@ -275,6 +278,7 @@ def run_sync(
         faults.reach("committed")
         result.orphans = swapped.orphans
         result.sequences = swapped.sequences
+        result.fingerprint_seconds = swapped.print_seconds + sum(c.print_seconds for c in copied.values())
         done = "rolled back the dry run of" if dry_run else "committed"
         log(f"{done} the swap of {len(plan.tables)} table(s) in {result.swap_seconds:.2f}s")
 

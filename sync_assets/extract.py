@@ -50,6 +50,7 @@ class CopyStats:
     keys_copied: str = "every row was read"
     # The content fingerprint of the snapshot's rows (content.py), which staging's must match.
     snapshot: Fingerprint | Unavailable | None = None
+    print_seconds: float = 0.0  # spent taking it
 
     def __post_init__(self) -> None:
         if self.read_rows < 0:
@@ -252,7 +253,9 @@ def copy_table(
         stats = copy_rows(source, target, every_row, shadow, plan.columns, plan.binary, plan.qualified, log, cancelled)
         target.execute(sql.SQL("ANALYZE {}").format(shadow))
         # The shadow holds exactly the snapshot's rows, in staging's types.
-        return replace(stats, snapshot=content.take(target, plan, shadow, Scope.STAGING, Side.STAGING))
+        printed = time.monotonic()
+        snapshot = content.take(target, plan, shadow, Scope.STAGING, Side.STAGING)
+        return replace(stats, snapshot=snapshot, print_seconds=time.monotonic() - printed)
     changed = copy_rows(
         source,
         target,
@@ -266,9 +269,11 @@ def copy_table(
     )
     target.execute(sql.SQL("ANALYZE {}").format(shadow))
     # Only production holds every row of the snapshot: its fingerprint is taken there, in the snapshot.
+    printed = time.monotonic()
     snapshot = content.take(
         source, plan, plan.source.relation(), Scope.ACROSS, Side.PRODUCTION, utf8=plan.encodings_differ
     )
+    print_seconds = time.monotonic() - printed
     in_production = fingerprints.production_keys(source, plan)
     in_staging = fingerprints.staging_keys_after(target, plan, shadow) if in_production is not None else None
     if in_production is not None and in_production == in_staging:
@@ -279,6 +284,7 @@ def copy_table(
             read_rows=changed.rows,
             keys_copied="",
             snapshot=snapshot,
+            print_seconds=print_seconds,
         )
     why = "the key fingerprints differ" if in_staging is not None else "the key columns cannot be hashed here"
     keys = key_shadow_name(shadow)
@@ -302,6 +308,7 @@ def copy_table(
         read_rows=changed.rows,
         keys_copied=why,
         snapshot=snapshot,
+        print_seconds=print_seconds,
     )
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -62,6 +63,7 @@ class SwapResult:
     staging_rows: dict[TableKey, int] = field(default_factory=dict)  # counted inside the swap
     # Staging's content fingerprints, taken just before COMMIT, to hold against the snapshot's.
     prints: dict[TableKey, Fingerprint | Unavailable] = field(default_factory=dict)
+    print_seconds: float = 0.0  # spent taking them
 
 
 def _changed(plan: TablePlan, columns: tuple[str, ...]) -> sql.Composable:
@@ -583,7 +585,9 @@ def swap(
             for tp in plan.tables:
                 snapshot = (snapshots or {}).get(tp.table_key)
                 if isinstance(snapshot, Fingerprint) and not dry_run:
+                    printed = time.monotonic()
                     result.prints[tp.table_key] = _staging_print(cur, tp, shadows[tp.table_key], snapshot)
+                    result.print_seconds += time.monotonic() - printed
                 elif isinstance(snapshot, Unavailable):
                     result.prints[tp.table_key] = snapshot
                 counted = result.prints.get(tp.table_key)

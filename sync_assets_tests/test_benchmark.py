@@ -35,5 +35,8 @@ def test_benchmark_smoke_run(tmp_path: Path) -> None:
     rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table[2:]]
     assert [r[2] for r in rows] == CONTENDERS
     assert all(float(r[3]) > 0 for r in rows)  # seconds
+    header = [cell.strip() for cell in table[0].strip("|").split("|")]
+    share = header.index("content check share")
+    assert [r[share] != "-" for r in rows] == [False, False, True, True, True]  # only the syncs check content
     # The plot needs matplotlib, which only `make bench` installs (extra "bench").
     assert (out / "results.png").exists() == (importlib.util.find_spec("matplotlib") is not None)
