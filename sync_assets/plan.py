@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -41,8 +42,11 @@ def _resolve(ref: TableRef, catalog: Catalog, config: SyncConfig, key: str, side
         return (ref.schema, ref.name)
     found = [s for s in config.schemas if catalog.get(s, ref.name) is not None]
     if not found:
+        names = sorted({t.name for t in catalog.in_schemas(config.schemas)})
+        close = difflib.get_close_matches(ref.name, names, n=1)
         raise ConfigError(
             f"'{key}' names table '{ref.name}', which {side} does not have in schema(s) {', '.join(config.schemas)}"
+            + (f"; did you mean '{close[0]}'?" if close else "")
         )
     if len(found) > 1:
         raise ConfigError(

@@ -74,6 +74,10 @@ def test_orphans_fail_refuses_and_changes_nothing(cruise_pair: Pair) -> None:
 def test_a_preserved_name_staging_lacks_is_an_error(cruise_pair: Pair) -> None:
     with pytest.raises(ConfigError, match=r"^'preserve' names table 'wishlists', which staging does not have in"):
         cruise_pair.sync(CONFIG)
+    with pytest.raises(
+        ConfigError, match=r"which staging does not have in schema\(s\) public; did you mean 'users'\?$"
+    ):
+        cruise_pair.sync("preserve: [userss]\n")
 
 
 def test_the_preserved_table_production_lacks_is_an_asset_with_its_orphan_check(
