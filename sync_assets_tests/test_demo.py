@@ -42,7 +42,7 @@ def test_demo_seeds_syncs_summarises_and_stops(folder: Path) -> None:
     assert "; using " not in out  # the folder asked for, not a fallback
     assert first.returncode == 0, out[-4000:]
     assert "[demo] filling production (scale 0.02)" in out
-    assert "[demo] sync succeeded in " in out and "12 of 12 checks passed" in out
+    assert "[demo] sync succeeded in " in out and "22 of 22 checks passed" in out
     assert "public/pricing  5950" in out  # the per-table summary
     assert "[demo] stopping PostgreSQL" in out
     with pytest.raises(psycopg.OperationalError):
