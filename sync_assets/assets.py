@@ -18,6 +18,7 @@ from dagster import (
     AssetSpec,
     Backoff,
     Config,
+    Failure,
     Jitter,
     MaterializeResult,
     OpExecutionContext,
@@ -254,10 +255,15 @@ def build_sync_assets(
             try:
                 evidence |= {k: Evidence.now(c) for k, c in compare_now(source, target, run_config, unsynced).items()}
             except Exception as exc:
-                raise failure_for(exc, source, target) from None
+                # Every check still says something: that it could not judge, and why.
+                problem = failure_for(exc, source, target).description or type(exc).__name__
+                evidence |= {k: Evidence.missing(problem) for k in unsynced}
         for check_key in checks:
             judge = row_count_check if check_key.name == ROW_COUNT_CHECK else content_check
             yield judge(check_key, evidence[table_for[check_key.asset_key]])
+        unread = next((e.problem for e in evidence.values() if e.problem is not None), None)
+        if unread is not None:
+            raise Failure(description=f"the checks could not read both sides: {unread}", allow_retries=False)
 
     assets: list[AssetsDefinition | AssetSpec] = [sync_staging, *external, *preserved_specs]
     checks: list[ChecksDefinition] = []

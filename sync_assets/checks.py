@@ -44,6 +44,12 @@ class Evidence:
     staging: Fingerprint | Unavailable | None
     mode: str
     triggers_fired: tuple[str, ...] = ()
+    problem: str | None = None  # why there is nothing to judge
+
+    @classmethod
+    def missing(cls, problem: str) -> Evidence:
+        """Both sides could not be read (production down, drift): every check fails, saying why."""
+        return cls("production now", 0, 0, None, None, "mirror", problem=problem)
 
     @classmethod
     def of_run(cls, table: TableResult) -> Evidence:
@@ -80,7 +86,13 @@ def _result(check_key: AssetCheckKey, passed: bool, description: str, metadata: 
     )
 
 
+def _not_judged(check_key: AssetCheckKey, problem: str) -> AssetCheckResult:
+    return _result(check_key, False, f"not checked: {problem}", {})
+
+
 def row_count_check(check_key: AssetCheckKey, ev: Evidence) -> AssetCheckResult:
+    if ev.problem is not None:
+        return _not_judged(check_key, ev.problem)
     merge = ev.mode == "merge"
     # merge keeps rows production deleted: staging holds at least production's rows.
     passed = ev.staging_rows >= ev.production_rows if merge else ev.production_rows == ev.staging_rows
@@ -102,6 +114,8 @@ def row_count_check(check_key: AssetCheckKey, ev: Evidence) -> AssetCheckResult:
 
 
 def content_check(check_key: AssetCheckKey, ev: Evidence) -> AssetCheckResult:
+    if ev.problem is not None:
+        return _not_judged(check_key, ev.problem)
     merge = ev.mode == "merge"
     unavailable = next((p for p in (ev.production, ev.staging) if not isinstance(p, Fingerprint)), None)
     if unavailable is not None or not isinstance(ev.production, Fingerprint) or not isinstance(ev.staging, Fingerprint):

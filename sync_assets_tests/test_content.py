@@ -219,3 +219,27 @@ def test_every_synced_asset_has_the_check(pair: Pair, tmp_path: Path) -> None:
     checks = {(c.asset_key, c.name) for c in defs.resolve_asset_graph().asset_check_keys}
     for table in ("a", "b"):
         assert (AssetKey(["staging", "public", table]), CONTENT) in checks
+
+
+def test_checks_that_cannot_read_production_fail_saying_why_and_so_does_the_run(pair: Pair, tmp_path: Path) -> None:
+    from sync_assets.catalog_cache import load_catalog
+    from sync_assets.localpg import free_port
+
+    pair.run_both("CREATE TABLE t (id int PRIMARY KEY);")
+    loaded = load_catalog(pair.prod_url, ("public",), tmp_path)
+    down = pair.prod_url.replace(f":{pair.cluster.port}/", f":{free_port()}/")
+    defs = build_definitions(down, pair.staging_url, SyncConfig(), cache_dir=tmp_path, catalog=loaded)
+    job = defs.resolve_job_def("sync_job")
+    checks_only = job.get_subset(asset_check_selection=set(defs.resolve_asset_graph().asset_check_keys))
+
+    result = checks_only.execute_in_process(instance=DagsterInstance.ephemeral(), raise_on_error=False)
+
+    assert not result.success
+    found = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert set(found) == {CONTENT, ROW_COUNT}
+    for evaluation in found.values():
+        assert not evaluation.passed
+        assert evaluation.description.startswith("not checked: the production database at 127.0.0.1:")
+        assert "is unreachable (connection refused)" in evaluation.description
+    failure = result.get_step_failure_events()[0].step_failure_data.user_failure_data
+    assert failure is not None and failure.description.startswith("the checks could not read both sides: ")
