@@ -303,3 +303,13 @@ SEQUENCES = (
     ("staff_staff_id_seq", "staff", "staff_id"),
     ("address_address_id_seq", "address", "address_id"),
 )
+
+
+# A foreign key declared on one partition only (June's, in staging): it constrains the rows that land there.
+ONE_PARTITION_REFERENCES = """
+CREATE TABLE customer (customer_id int PRIMARY KEY);
+CREATE TABLE payment (id int, customer_id int, at date, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+CREATE TABLE payment_march PARTITION OF payment FOR VALUES FROM ('2022-03-01') TO ('2022-04-01');
+CREATE TABLE payment_june PARTITION OF payment FOR VALUES FROM ('2022-06-01') TO ('2022-07-01');
+"""
+JUNE_REFERENCES = "ALTER TABLE payment_june ADD CONSTRAINT june_customer FOREIGN KEY (customer_id) REFERENCES customer;"

@@ -82,31 +82,28 @@ def test_a_wrong_password_with_a_cached_catalog_fails_an_asset_materialization(
 
 
 @pytest.mark.parametrize("job", JOBS)
-def test_preserving_a_table_no_side_has_fails_naming_the_setting(
-    dagster_env: dict[str, str], tmp_path: Path, job: str
+@pytest.mark.parametrize(
+    ("config", "reason"),
+    [
+        (
+            "preserve: [users, quote_request, saved_searches]\n",
+            "'preserve' names table 'quote_request', which staging does not have in schema(s) public; "
+            "did you mean 'quote_requests'?",
+        ),
+        (
+            "preserve: [users, quote_requests, saved_searches]\nexclude: [audit_log]\n",
+            "'exclude' names table 'audit_log', which production does not have in schema(s) public",
+        ),
+    ],
+    ids=["preserve-a-table-staging-lacks", "exclude-a-table-production-lacks"],
+)
+def test_a_config_naming_a_table_the_side_lacks_fails_naming_the_setting(
+    dagster_env: dict[str, str], tmp_path: Path, job: str, config: str, reason: str
 ) -> None:
-    config = tmp_path / "typo.yaml"
-    config.write_text("preserve: [users, quote_request, saved_searches]\n")
+    path = tmp_path / "typo.yaml"
+    path.write_text(config)
 
-    launch_fails(
-        {**dagster_env, "SYNC_ASSETS_CONFIG": str(config)},
-        job,
-        "'preserve' names table 'quote_request', which staging does not have in schema(s) public",
-    )
-
-
-@pytest.mark.parametrize("job", JOBS)
-def test_excluding_a_table_production_lacks_fails_naming_the_setting(
-    dagster_env: dict[str, str], tmp_path: Path, job: str
-) -> None:
-    config = tmp_path / "typo.yaml"
-    config.write_text("preserve: [users, quote_requests, saved_searches]\nexclude: [audit_log]\n")
-
-    launch_fails(
-        {**dagster_env, "SYNC_ASSETS_CONFIG": str(config)},
-        job,
-        "'exclude' names table 'audit_log', which production does not have in schema(s) public",
-    )
+    launch_fails({**dagster_env, "SYNC_ASSETS_CONFIG": str(path)}, job, reason)
 
 
 @pytest.mark.parametrize("job", JOBS)

@@ -139,17 +139,9 @@ def test_a_dry_run_succeeds_where_an_update_points_at_a_new_row(pair: Pair) -> N
 
 
 def test_a_dry_run_fails_where_the_run_fails_on_a_partition_foreign_key(pair: Pair, fast_role) -> None:
-    schema = """
-    CREATE TABLE customer (customer_id int PRIMARY KEY);
-    CREATE TABLE payment (id int, customer_id int, at date, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
-    CREATE TABLE payment_march PARTITION OF payment FOR VALUES FROM ('2022-03-01') TO ('2022-04-01');
-    CREATE TABLE payment_june PARTITION OF payment FOR VALUES FROM ('2022-06-01') TO ('2022-07-01');
-    """
+    schema = rental.ONE_PARTITION_REFERENCES
     pair.run_prod(schema + "INSERT INTO customer VALUES (1), (2); INSERT INTO payment VALUES (2, 2, '2022-06-10');")
-    pair.run_staging(
-        schema + "INSERT INTO customer VALUES (1);"
-        "ALTER TABLE payment_june ADD CONSTRAINT june_customer FOREIGN KEY (customer_id) REFERENCES customer;"
-    )
+    pair.run_staging(schema + "INSERT INTO customer VALUES (1);" + rental.JUNE_REFERENCES)
     for target in (None, pair.target_as(FAST_ROLE)):
         dry, real = predict_then_run(pair, "preserve: [customer]\n", target)
         assert isinstance(dry, str) and dry == real
