@@ -5,6 +5,10 @@ session_replication_role, and one that owns nothing; with every staging_triggers
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -17,7 +21,7 @@ from sync_assets.errors import SelectionError, SyncError
 from sync_assets_tests import rental
 from sync_assets_tests.conftest import Pair, table_rows
 from sync_assets_tests.pgcluster import FAST_ROLE, WRITER_ROLE
-from sync_assets_tests.test_safety import wait_for
+from sync_assets_tests.test_safety import RUNNER, wait_for
 
 TRIGGER_STATES = (
     "SELECT tgrelid::regclass::text, tgname, tgenabled FROM pg_trigger WHERE NOT tgisinternal ORDER BY 1, 2"
@@ -253,4 +257,41 @@ def test_readers_are_not_blocked_while_the_owner_has_staging_triggers_disabled(
         (tmp_path / "resume").touch()
         worker.join(timeout=120)
     assert errors == []
+    pair.assert_equal(rental.SYNCED)
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize("point", ["diffs_computed", "upserted", "constraints_checked", "bookkeeping_written"])
+def test_a_run_killed_with_staging_triggers_disabled_leaves_them_and_the_rows_as_they_were(
+    pair: Pair, tmp_path: Path, point: str
+) -> None:
+    setup(pair, staging_rows=True)
+    before = pair.staging_state(rental.SYNCED)
+    with pair.staging() as staging:
+        triggers = staging.execute(TRIGGER_STATES).fetchall()
+    config = tmp_path / "sync.yaml"
+    config.write_text("retries: 0\n")
+    env = {**os.environ, faults.PAUSE_ENV: f"{point}@{tmp_path}"}
+    log = tmp_path / "run.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", RUNNER, pair.prod_url, pair.staging_url, str(config)],
+        stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: (tmp_path / "paused").exists() or proc.poll() is not None, f"the run to reach {point}")
+        assert (tmp_path / "paused").exists(), log.read_text()
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+    with pair.staging() as staging:
+        # the server notices the dead client and rolls the swap back, the ALTERs with it
+        wait_for(lambda: not staging.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sync_assets'").fetchone()[0],
+            "the killed run's sessions to end")  # fmt: skip
+        assert staging.execute(TRIGGER_STATES).fetchall() == triggers
+    assert pair.staging_state(rental.SYNCED) == before
+    pair.sync()
     pair.assert_equal(rental.SYNCED)
