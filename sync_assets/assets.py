@@ -55,11 +55,11 @@ from sync_assets.resources import ProductionDatabase, StagingDatabase
 from sync_assets.translator import group_of, production_key, staging_key
 
 SYNC_OP_NAME = "sync_staging"
-# Runs tagged with it queue one at a time (dagster.yaml): one sync per staging database.
+# Runs tagged with it queue one at a time (dagster.yaml): one sync per staging database. Not a concurrency
+# pool: a run worker killed outright keeps its pool slot until the daemon's run monitoring frees it, and
+# every later run launched from the command line then waits for that slot with no end (measured:
+# test_dagster_faults' killed run). Past the queue, staging's advisory lock refuses a second sync.
 LOCK_TAG = "sync_assets/lock"
-# And every op that writes staging takes the one slot of this concurrency pool (dagster.yaml), which also
-# holds for runs launched past the queue (dg launch).
-POOL = "sync_assets_staging"
 KIND = "postgres"
 
 
@@ -213,7 +213,6 @@ def build_sync_assets(
         can_subset=True,
         retry_policy=retry,
         op_tags={LOCK_TAG: "staging"},
-        pool=POOL,
     )
     def sync_staging(
         context: AssetExecutionContext, config: SyncRunConfig, production: ProductionDatabase, staging: StagingDatabase

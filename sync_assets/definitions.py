@@ -10,7 +10,7 @@ from pathlib import Path
 from dagster import AssetSelection, Definitions, EnvVar, Failure, JobDefinition, define_asset_job, job, op
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
-from sync_assets.assets import LOCK_TAG, POOL, SYNC_OP_NAME, SyncAssets, build_sync_assets
+from sync_assets.assets import LOCK_TAG, SYNC_OP_NAME, SyncAssets, build_sync_assets
 from sync_assets.automation import build_schedule, build_sensor
 from sync_assets.catalog_cache import LoadedCatalog, load_catalog
 from sync_assets.config import SyncConfig, load_config
@@ -105,7 +105,7 @@ def unavailable_job(problem: str) -> JobDefinition:
     """sync_job when the code location cannot lay out the sync: its one step fails with the reason, so
     a scheduled, sensor-requested or launched run fails loudly instead of succeeding with no step."""
 
-    @op(name=SYNC_OP_NAME, description=f"Fails: {problem}", tags={LOCK_TAG: "staging"}, pool=POOL)
+    @op(name=SYNC_OP_NAME, description=f"Fails: {problem}", tags={LOCK_TAG: "staging"})
     def sync_staging() -> None:
         raise Failure(description=problem, allow_retries=False)
 

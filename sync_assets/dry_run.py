@@ -5,7 +5,7 @@ staging is left as it was."""
 from dagster import Config, Failure, MetadataValue, OpExecutionContext, Output, job, op
 from pydantic import Field
 
-from sync_assets.assets import LOCK_TAG, POOL, run_log
+from sync_assets.assets import LOCK_TAG, run_log
 from sync_assets.config import SyncConfig
 from sync_assets.connections import Endpoint
 from sync_assets.engine import run_sync
@@ -27,7 +27,7 @@ def build_dry_run_job(synced: list[TableKey], config_loader, problem: str | None
     """problem: why the code location cannot sync (then every dry run fails with it)."""
     names = {f"{schema}.{name}": (schema, name) for schema, name in synced}
 
-    @op(name="plan_sync", tags={LOCK_TAG: "staging"}, pool=POOL)
+    @op(name="plan_sync", tags={LOCK_TAG: "staging"})
     def plan_sync(
         context: OpExecutionContext, config: DryRunConfig, production: ProductionDatabase, staging: StagingDatabase
     ) -> Output[None]:

@@ -768,9 +768,7 @@ def test_sync_job_has_a_maximum_runtime_run_monitoring_enforces_and_retries_back
     assert "dagster/max_runtime" not in defs.resolve_job_def("sync_job").tags
 
 
-def test_synced_assets_go_stale_after_a_missed_schedule_and_syncs_share_one_pool(
-    cruise_pair: Pair, tmp_path: Path
-) -> None:
+def test_synced_assets_go_stale_after_a_missed_schedule(cruise_pair: Pair, tmp_path: Path) -> None:
     from datetime import timedelta
 
     from dagster import FreshnessPolicy
@@ -784,15 +782,8 @@ def test_synced_assets_go_stale_after_a_missed_schedule_and_syncs_share_one_pool
     longer = build(cruise_pair, tmp_path, parse_config({**yaml.safe_load(cruise.CONFIG_YAML), "max_runtime": "2h"}))
     assert specs_of(longer)[staging("ports")].freshness_policy.deadline_cron == "59 */6 * * *"
 
-    pools = {
-        node.definition.pool for node in defs.resolve_job_def("sync_job").graph.nodes if node.name == "sync_staging"
-    }
-    assert pools == {"sync_assets_staging"}
-    dry = defs.resolve_job_def("sync_dry_run").graph.nodes[0].definition
-    assert dry.pool == "sync_assets_staging"
 
-
-def test_the_instance_queues_one_sync_at_a_time_and_gives_the_pool_one_slot(dagster_env: dict[str, str]) -> None:
+def test_the_instance_queues_one_sync_at_a_time(dagster_env: dict[str, str]) -> None:
     import os
 
     from dagster._core.run_coordinator import QueuedRunCoordinator
@@ -806,7 +797,6 @@ def test_the_instance_queues_one_sync_at_a_time_and_gives_the_pool_one_slot(dags
             assert concurrency.run_queue_config is not None
             limits = concurrency.run_queue_config.tag_concurrency_limits
             assert [(limit["key"], limit["limit"]) for limit in limits] == [("sync_assets/lock", 1)]
-            assert concurrency.pool_config.default_pool_limit == 1
     finally:
         os.environ.clear()
         os.environ.update(saved)
