@@ -1,7 +1,8 @@
 """Content fingerprints: what proves that staging holds the snapshot's rows, not just as many of them.
 
-A table's fingerprint is its row count and two sums of 64-bit row hashes (two seeds) over the columns
-the sync copies: order-independent, taken in one scan, equal for equal multisets of rows. The content
+A table's fingerprint is its row count and the sum of 64-bit row hashes over the columns the sync copies:
+order-independent, taken in one scan (in parallel where the server may), equal for equal multisets of
+rows. The content
 check compares staging's (taken in the swap transaction, just before COMMIT) with the snapshot's:
 
 - a table read whole: the snapshot is its shadow, in staging, with staging's types: both prints hash the
@@ -13,10 +14,11 @@ check compares staging's (taken in the swap transaction, just before COMMIT) wit
   exact digits), adjusted where the two sides' types differ as the copy adjusts them (char(n) keeps its
   padding through text, numeric gains trailing zeros, json becomes jsonb, real becomes double precision).
 
-The value of a hash follows the type's `=` where its hash does (numeric 1.0 and 1.00 alike): such types
-are hashed through their text, so a change of representation counts as a change, as the swap's own
-comparison counts it. A false "equal" needs two different multisets with the same count and the same
-two sums: a hash collision.
+The value of a hash follows the type's `=` where its hash does (numeric 1.0 and 1.00 alike, float -0 and
+0): such types are hashed through their binary form (what binary COPY sends: numeric's scale included),
+else their text, so a change of representation counts as a change, as the swap's own comparison counts
+it. A false "equal" needs two different multisets with the same count and the same sum of 64-bit hashes:
+a chance of about 2^-64 per comparison.
 """
 
 from __future__ import annotations
@@ -37,8 +39,14 @@ _PORTABLE_HASH = {
     "timestamp with time zone", "time without time zone", '"char"', "oid", "macaddr", "macaddr8",
 }  # fmt: skip
 _TEXT_TYPES = {"text", "character varying", "character", "name"}
-# Exact-equality types without an extended hash function: hashed through their text.
+# Exact-equality types without an extended hash function.
 _NO_HASH = {"bit", "bit varying"}
+# Types whose `=` ignores representation (or that have no hash), hashed through their binary send form:
+# exact, cheaper than text, and the same between servers (it is what binary COPY carries).
+_SEND = {
+    "numeric": "numeric_send", "double precision": "float8send", "real": "float4send", "interval": "interval_send",
+    "money": "cash_send", "point": "point_send", "bit": "bit_send", "bit varying": "varbit_send",
+}  # fmt: skip
 
 
 class Scope(StrEnum):
@@ -61,12 +69,12 @@ class Method(StrEnum):
 @dataclass(frozen=True)
 class Fingerprint:
     rows: int
-    sums: tuple[int, int]
+    sum: int  # of the rows' 64-bit hashes
     method: Method
     scope: Scope
 
     def matches(self, other: Fingerprint) -> bool:
-        return (self.rows, self.sums) == (other.rows, other.sums)
+        return (self.rows, self.sum) == (other.rows, other.sum)
 
 
 @dataclass(frozen=True)
@@ -107,27 +115,40 @@ def column_expr(tp: TablePlan, col: str, scope: Scope, side: Side, method: Metho
     source = tp.source.column(col)
     assert target is not None and source is not None, col
     c = sql.Identifier(col)
-    native = method == Method.MIXED and target.exact_equality and target.base_type not in _NO_HASH
+    mixed = method == Method.MIXED
+    native = mixed and target.exact_equality and target.base_type not in _NO_HASH
+    send = _SEND.get(target.base_type) if mixed and not target.is_array and not target.is_domain else None
     if scope == Scope.STAGING:
-        return c if native else sql.SQL("{}::text").format(c)
+        if native:
+            return c
+        return sql.SQL("{}({})").format(sql.SQL(send), c) if send else sql.SQL("{}::text").format(c)
+    same = source.type == target.type and source.is_domain == target.is_domain
     portable = (
         native
-        and source.type == target.type
+        and same
         and not target.is_enum
         and (target.base_type in _PORTABLE_HASH or (target.base_type in _TEXT_TYPES and not utf8))
     )
     if portable:
         return c
+    if send and same:
+        return sql.SQL("{}({})").format(sql.SQL(send), c)
     return _text(_as_text(col, source, target, side), utf8)
 
 
-def _print_query(relation: sql.Composable, exprs: list[sql.Composable], where: sql.Composable | None) -> sql.Composable:
-    row = sql.SQL("ROW({})").format(sql.SQL(", ").join(exprs))
-    sums = sql.SQL(", ").join(
-        sql.SQL("coalesce(sum(hash_record_extended({}, {})), 0)").format(row, seed) for seed in (0, 1)
-    )
-    return sql.SQL("SELECT count(*), {sums} FROM {rel} t{where}").format(
-        sums=sums, rel=relation, where=sql.SQL(" WHERE {}").format(where) if where is not None else sql.SQL("")
+def row_hash(exprs: list[sql.Composable]) -> sql.Composable:
+    """A row's 64-bit hash over these expressions."""
+    return sql.SQL("hash_record_extended(ROW({}), 0)").format(sql.SQL(", ").join(exprs))
+
+
+def _print_query(
+    relation: sql.Composable, exprs: list[sql.Composable], where: sql.Composable | None, extra: sql.Composable | None
+) -> sql.Composable:
+    return sql.SQL("SELECT count(*), coalesce(sum({hash}), 0){extra} FROM {rel} t{where}").format(
+        hash=row_hash(exprs),
+        extra=sql.SQL(", {}").format(extra) if extra is not None else sql.SQL(""),
+        rel=relation,
+        where=sql.SQL(" WHERE {}").format(where) if where is not None else sql.SQL(""),
     )
 
 
@@ -145,16 +166,35 @@ def take(
     transaction of its own), so that a type without a hash function does not end the caller's.
 
     method: the one the other side used; None tries MIXED, then TEXT."""
+    return take_with(conn, tp, relation, scope, side, utf8, method, where)[0]
+
+
+def take_with(
+    conn: psycopg.Connection,
+    tp: TablePlan,
+    relation: sql.Composable,
+    scope: Scope,
+    side: Side,
+    utf8: bool = False,
+    method: Method | None = None,
+    where: sql.Composable | None = None,
+    extra: sql.Composable | None = None,
+) -> tuple[Fingerprint | Unavailable, tuple]:
+    """take(), with more aggregates (extra) taken in the same scan and returned after the fingerprint; an
+    empty tuple where they could not be (a type without a hash in them: the fingerprint is taken alone)."""
     if conn.info.server_version < 140000:
-        return Unavailable("PostgreSQL before 14 has no hash_record_extended to fingerprint rows with")
+        return Unavailable("PostgreSQL before 14 has no hash_record_extended to fingerprint rows with"), ()
+    reason = ""
     for attempt in [method] if method is not None else [Method.MIXED, Method.TEXT]:
         exprs = [column_expr(tp, col, scope, side, attempt, utf8) for col in tp.columns]
         try:
             with conn.transaction():
-                row = conn.execute(_print_query(relation, exprs, where)).fetchone()
+                row = conn.execute(_print_query(relation, exprs, where, extra)).fetchone()
         except errors.UndefinedFunction as exc:
+            if extra is not None:
+                return take_with(conn, tp, relation, scope, side, utf8, method, where)[0], ()
             reason = str(exc).splitlines()[0]
             continue
         assert row is not None
-        return Fingerprint(int(row[0]), (int(row[1]), int(row[2])), attempt, scope)
-    return Unavailable(f"its rows cannot be hashed ({reason})")
+        return Fingerprint(int(row[0]), int(row[1]), attempt, scope), tuple(row[2:])
+    return Unavailable(f"its rows cannot be hashed ({reason})"), ()

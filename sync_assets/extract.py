@@ -268,13 +268,23 @@ def copy_table(
         cancelled,
     )
     target.execute(sql.SQL("ANALYZE {}").format(shadow))
-    # Only production holds every row of the snapshot: its fingerprint is taken there, in the snapshot.
+    # Only production holds every row of the snapshot: its fingerprint is taken there, in the snapshot,
+    # in the same scan as the key fingerprint that tells whether rows were deleted (fingerprints.py).
     printed = time.monotonic()
-    snapshot = content.take(
-        source, plan, plan.source.relation(), Scope.ACROSS, Side.PRODUCTION, utf8=plan.encodings_differ
+    snapshot, extras = content.take_with(
+        source,
+        plan,
+        plan.source.relation(),
+        Scope.ACROSS,
+        Side.PRODUCTION,
+        utf8=plan.encodings_differ,
+        extra=fingerprints.key_sum(plan.key),
     )
     print_seconds = time.monotonic() - printed
-    in_production = fingerprints.production_keys(source, plan)
+    if extras and isinstance(snapshot, Fingerprint):
+        in_production: tuple[int, int] | None = (snapshot.rows, int(extras[0]))
+    else:
+        in_production = fingerprints.production_keys(source, plan)
     in_staging = fingerprints.staging_keys_after(target, plan, shadow) if in_production is not None else None
     if in_production is not None and in_production == in_staging:
         return CopyStats(

@@ -27,6 +27,11 @@ def _print(alias: str, key: tuple[str, ...]) -> sql.Composable:
     return sql.SQL("count(*), coalesce(sum(hash_record_extended(ROW({}), 0)), 0)").format(cols(key, alias))
 
 
+def key_sum(key: tuple[str, ...], alias: str = "t") -> sql.Composable:
+    """The hash sum of production_keys, as an aggregate to take in another scan of the table (alias)."""
+    return sql.SQL("coalesce(sum(hash_record_extended(ROW({}), 0)), 0)").format(cols(key, alias))
+
+
 def production_keys(conn: psycopg.Connection, plan: TablePlan) -> tuple[int, int] | None:
     """(count, hash sum) of production's keys in the open snapshot; None where the server cannot hash them."""
     if conn.info.server_version < 140000:
