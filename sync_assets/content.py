@@ -109,6 +109,11 @@ def _as_text(col: str, source: Column, target: Column, side: Side) -> sql.Compos
     return sql.SQL("{}::text").format(c)
 
 
+def _fixed_scale(column: Column) -> bool:
+    """numeric(p, s): every value is stored with the declared scale, so `=` is exact and so is its hash."""
+    return column.base_type == "numeric" and column.type.startswith("numeric(") and not column.is_array
+
+
 def column_expr(tp: TablePlan, col: str, scope: Scope, side: Side, method: Method, utf8: bool) -> sql.Composable:
     """What a copied column contributes to a row's hash, on one side."""
     target = tp.target.column(col)
@@ -116,7 +121,7 @@ def column_expr(tp: TablePlan, col: str, scope: Scope, side: Side, method: Metho
     assert target is not None and source is not None, col
     c = sql.Identifier(col)
     mixed = method == Method.MIXED
-    native = mixed and target.exact_equality and target.base_type not in _NO_HASH
+    native = mixed and (target.exact_equality or _fixed_scale(target)) and target.base_type not in _NO_HASH
     send = _SEND.get(target.base_type) if mixed and not target.is_array and not target.is_domain else None
     if scope == Scope.STAGING:
         if native:
@@ -127,7 +132,9 @@ def column_expr(tp: TablePlan, col: str, scope: Scope, side: Side, method: Metho
         native
         and same
         and not target.is_enum
-        and (target.base_type in _PORTABLE_HASH or (target.base_type in _TEXT_TYPES and not utf8))
+        and (
+            target.base_type in _PORTABLE_HASH or _fixed_scale(target) or (target.base_type in _TEXT_TYPES and not utf8)
+        )
     )
     if portable:
         return c
