@@ -96,7 +96,7 @@ def _as_text(col: str, source: Column, target: Column, side: Side) -> sql.Compos
         return sql.SQL("{}::text").format(c)
     # Different types: the copy moved production's text into staging's type; mimic what that changed.
     family = source.underlying or source.base_type
-    if target.base_type == "numeric" or family.startswith("numeric"):
+    if (target.base_type == "numeric" or family.startswith("numeric")) and not (source.is_array or target.is_array):
         return sql.SQL("trim_scale({})::text").format(c)
     if side == Side.PRODUCTION:
         if source.base_type == "character" and not source.is_array:
