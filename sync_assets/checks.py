@@ -26,8 +26,8 @@ NO_ORPHANS_CHECK = "no_orphans"
 
 ROW_COUNT_DESCRIPTION = "Staging's rows after the run equal production's rows in the snapshot the run read."
 CONTENT_DESCRIPTION = (
-    "Staging's rows equal the snapshot's row for row, in every copied column (a count and two sums of row "
-    "hashes on each side); in merge mode, the rows the snapshot has."
+    "Staging's rows equal the snapshot's row for row, in every copied column (a count and a sum of 64-bit "
+    "row hashes on each side); in merge mode, the rows the snapshot has."
 )
 NO_ORPHANS_DESCRIPTION = "No row references a row that staging lacks (every foreign key of the table)."
 
