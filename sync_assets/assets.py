@@ -141,6 +141,7 @@ def build_sync_assets(
             )
     note = loaded.note if loaded.source != "live" else None
 
+    fresh = freshness_policy(config)
     specs = []
     for key in roles.synced:
         table = catalog.tables[key]
@@ -157,7 +158,7 @@ def build_sync_assets(
                     "catalog": loaded.source,
                 },
                 tags={"sync_assets/role": "synced"},
-                freshness_policy=freshness_policy(config),
+                freshness_policy=fresh,
             )
         )
     check_specs = [

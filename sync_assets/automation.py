@@ -80,9 +80,10 @@ def build_sensor(
 ):
     """Requests a sync of exactly the tables whose production write counters moved since the last look.
 
-    problem: why the code location cannot sync. Then a write to any table of the configured schemas
-    requests a run of the whole job, which fails with the reason (and the failure sensor reports it):
-    production moved on, and staging is not following.
+    problem: why the code location cannot sync. Then the first write to any table of the configured
+    schemas requests a run of the whole job, which fails with the reason (and the failure sensor reports
+    it): production moved on, and staging is not following. One such run per problem: a busy production
+    would otherwise start a failing run at every evaluation; the schedule's runs keep failing meanwhile.
 
     production: the definitions' own resource. The sensor takes it as a plain value rather than as a
     Dagster resource argument, so that it evaluates the same under the daemon and under Dagster's
@@ -112,11 +113,12 @@ def build_sensor(
             state = {"counters": state, "pending": {}}
         pending, retry = _follow_up(context, state.get("pending", {}))
         if problem is not None:
-            moved = changed_tables(state["counters"], current)
-            if not moved:
+            if state.get("problem") == problem:
+                return SensorResult(skip_reason=f"cannot sync, a run already failed saying why: {problem}")
+            if not changed_tables(state["counters"], current):
                 return SensorResult(skip_reason=f"no table changed (and cannot sync: {problem})", cursor=context.cursor)
             request = RunRequest(tags={"sync_assets/trigger": SENSOR_NAME})
-            return SensorResult(run_requests=[request], cursor=_cursor(current, pending))
+            return SensorResult(run_requests=[request], cursor=_cursor(current, pending, problem))
         names = sorted((set(changed_tables(state["counters"], current)) | retry) & set(by_name))
         if not names:
             # Counters of tables the sensor does not sync may still move: keep them current.
@@ -145,8 +147,12 @@ def _endpoint(resource: ProductionDatabase) -> Endpoint:
     return Endpoint("production", PRODUCTION_ENV, url)
 
 
-def _cursor(counters: dict, pending: dict[str, list[str]]) -> str:
-    return json.dumps({"counters": counters, "pending": pending})
+def _cursor(counters: dict, pending: dict[str, list[str]], problem: str | None = None) -> str:
+    """problem: why the code location could not sync when the sensor last requested a run over it."""
+    state: dict = {"counters": counters, "pending": pending}
+    if problem is not None:
+        state["problem"] = problem
+    return json.dumps(state)
 
 
 def _follow_up(

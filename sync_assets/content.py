@@ -72,6 +72,7 @@ class Fingerprint:
     sum: int  # of the rows' 64-bit hashes
     method: Method
     scope: Scope
+    extra: tuple = ()  # more aggregates asked for in the same scan (take's extra); empty where they failed
 
     def matches(self, other: Fingerprint) -> bool:
         return (self.rows, self.sum) == (other.rows, other.sum)
@@ -168,29 +169,15 @@ def take(
     utf8: bool = False,
     method: Method | None = None,
     where: sql.Composable | None = None,
+    extra: sql.Composable | None = None,
 ) -> Fingerprint | Unavailable:
     """The fingerprint of `relation` (alias t) over the table's copied columns, in a savepoint (or a
     transaction of its own), so that a type without a hash function does not end the caller's.
 
-    method: the one the other side used; None tries MIXED, then TEXT."""
-    return take_with(conn, tp, relation, scope, side, utf8, method, where)[0]
-
-
-def take_with(
-    conn: psycopg.Connection,
-    tp: TablePlan,
-    relation: sql.Composable,
-    scope: Scope,
-    side: Side,
-    utf8: bool = False,
-    method: Method | None = None,
-    where: sql.Composable | None = None,
-    extra: sql.Composable | None = None,
-) -> tuple[Fingerprint | Unavailable, tuple]:
-    """take(), with more aggregates (extra) taken in the same scan and returned after the fingerprint; an
-    empty tuple where they could not be (a type without a hash in them: the fingerprint is taken alone)."""
+    method: the one the other side used; None tries MIXED, then TEXT. extra: more aggregates to take in
+    the same scan (Fingerprint.extra); where they fail, the fingerprint is taken without them."""
     if conn.info.server_version < 140000:
-        return Unavailable("PostgreSQL before 14 has no hash_record_extended to fingerprint rows with"), ()
+        return Unavailable("PostgreSQL before 14 has no hash_record_extended to fingerprint rows with")
     reason = ""
     for attempt in [method] if method is not None else [Method.MIXED, Method.TEXT]:
         exprs = [column_expr(tp, col, scope, side, attempt, utf8) for col in tp.columns]
@@ -199,9 +186,9 @@ def take_with(
                 row = conn.execute(_print_query(relation, exprs, where, extra)).fetchone()
         except errors.UndefinedFunction as exc:
             if extra is not None:
-                return take_with(conn, tp, relation, scope, side, utf8, method, where)[0], ()
+                return take(conn, tp, relation, scope, side, utf8, method, where)
             reason = str(exc).splitlines()[0]
             continue
         assert row is not None
-        return Fingerprint(int(row[0]), int(row[1]), attempt, scope), tuple(row[2:])
-    return Unavailable(f"its rows cannot be hashed ({reason})"), ()
+        return Fingerprint(int(row[0]), int(row[1]), attempt, scope, tuple(row[2:]))
+    return Unavailable(f"its rows cannot be hashed ({reason})")

@@ -13,6 +13,7 @@ from psycopg import sql
 
 from sync_assets import catalog as catalog_mod
 from sync_assets import content, faults, incremental, privileges, write_path
+from sync_assets.catalog import Table
 from sync_assets.config import SyncConfig
 from sync_assets.connections import Endpoint, refuse_same_database, same_database_message, server_identity
 from sync_assets.content import Fingerprint, Scope, Side, Unavailable
@@ -24,6 +25,7 @@ from sync_assets.shadows import BOOKKEEPING_SCHEMA, SHADOW_PREFIX, ShadowName, k
 from sync_assets.sqlparts import cols as sql_cols
 from sync_assets.sqlparts import ident, match
 from sync_assets.swap import SwapResult, TableChanges, swap
+from sync_assets.verify import count_rows
 
 # One sync at a time per staging database: a session-level advisory lock, released if the process dies.
 ADVISORY_LOCK_KEY = 0x5359_4E43_4153_5354  # "SYNCASST"
@@ -248,7 +250,7 @@ def run_sync(
             result.warnings.append(path.warning)
             log(f"{WARNING_PREFIX}{path.warning}")
         copied: dict[TableKey, CopyStats] = extract(
-            prod, snapshot_id, source, target, list(plan.tables), shadows, config.workers, log
+            prod, snapshot_id, source, target, list(plan.tables), shadows, config.workers, log, prints=not dry_run
         )
         faults.reach("extracted")
         prod.execute("COMMIT")
@@ -351,17 +353,22 @@ def compare_now(
             where = None if tp.deletes else _production_keys_in(prod, staging, tp, sql.Identifier(f"sync_keys_{i}"))
             method = in_production.method if isinstance(in_production, Fingerprint) else None
             in_staging = content.take(staging, tp, rel, Scope.ACROSS, Side.STAGING, utf8, method=method, where=where)
-            counts = (_count(prod, tp.source.relation()), _count(staging, rel))
-            found[tp.table_key] = Comparison(*counts, in_production, in_staging, tp.mode)
+            found[tp.table_key] = Comparison(
+                _rows(prod, tp.source, in_production),
+                _rows(staging, tp.target, in_staging if where is None else None),
+                in_production,
+                in_staging,
+                tp.mode,
+            )
         return found
     finally:
         prod.close()
         staging.close()
 
 
-def _count(conn: psycopg.Connection, relation: sql.Composable) -> int:
-    row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(relation)).fetchone()
-    return int(row[0]) if row else 0
+def _rows(conn: psycopg.Connection, table: Table, counted: Fingerprint | Unavailable | None) -> int:
+    """The table's rows: counted by its fingerprint where it covers them all, else by a count."""
+    return counted.rows if isinstance(counted, Fingerprint) else count_rows(conn, table)
 
 
 def _production_keys_in(

@@ -242,9 +242,11 @@ def copy_table(
     shadow: sql.Identifier,
     log: Log,
     cancelled: threading.Event | None = None,
+    prints: bool = True,
 ) -> CopyStats:
     """Fill the table's shadow from the snapshot: every row, or (partial) the changed rows, plus all keys
-    unless their fingerprints show production deleted nothing."""
+    unless their fingerprints show production deleted nothing. prints: take the snapshot's content
+    fingerprint of a shadow read whole (a dry run, whose checks do not run, does not)."""
     started = time.monotonic()
     rel = plan.source.relation()
     every_row = sql.SQL("SELECT {} FROM {}").format(cols(plan.columns), rel)
@@ -252,6 +254,8 @@ def copy_table(
     if not plan.partial:
         stats = copy_rows(source, target, every_row, shadow, plan.columns, plan.binary, plan.qualified, log, cancelled)
         target.execute(sql.SQL("ANALYZE {}").format(shadow))
+        if not prints:
+            return stats
         # The shadow holds exactly the snapshot's rows, in staging's types.
         printed = time.monotonic()
         snapshot = content.take(target, plan, shadow, Scope.STAGING, Side.STAGING)
@@ -271,7 +275,7 @@ def copy_table(
     # Only production holds every row of the snapshot: its fingerprint is taken there, in the snapshot,
     # in the same scan as the key fingerprint that tells whether rows were deleted (fingerprints.py).
     printed = time.monotonic()
-    snapshot, extras = content.take_with(
+    snapshot = content.take(
         source,
         plan,
         plan.source.relation(),
@@ -281,8 +285,8 @@ def copy_table(
         extra=fingerprints.key_sum(plan.key),
     )
     print_seconds = time.monotonic() - printed
-    if extras and isinstance(snapshot, Fingerprint):
-        in_production: tuple[int, int] | None = (snapshot.rows, int(extras[0]))
+    if isinstance(snapshot, Fingerprint) and snapshot.extra:
+        in_production: tuple[int, int] | None = (snapshot.rows, int(snapshot.extra[0]))
     else:
         in_production = fingerprints.production_keys(source, plan)
     in_staging = fingerprints.staging_keys_after(target, plan, shadow) if in_production is not None else None
@@ -331,6 +335,7 @@ def extract(
     shadows: dict[TableKey, sql.Identifier],
     workers: int,
     log: Log,
+    prints: bool = True,
 ) -> dict[TableKey, CopyStats]:
     """Copy every planned table into its shadow; several readers share the lead's exported snapshot.
 
@@ -352,7 +357,7 @@ def extract(
                 plan = queue.pop(0)
             shadow = shadows[plan.table_key]
             with about_table("copying", plan.qualified):
-                result = copy_table(reader, writer, plan, shadow, log, cancelled)
+                result = copy_table(reader, writer, plan, shadow, log, cancelled, prints)
                 faults.reach("table_copied")
             with lock:
                 stats[plan.table_key] = result

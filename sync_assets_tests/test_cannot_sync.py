@@ -192,6 +192,17 @@ def test_the_sensor_requests_a_run_that_fails_when_the_config_is_broken(
     assert failure is not None
     assert "'preserve' names table 'quote_request', which staging does not have" in failure.description
 
+    # production goes on writing: one failed run per problem says it, not one every two minutes
+    with cruise_pair.prod() as app:
+        app.execute("UPDATE ports SET name = name || '!' WHERE code = 'P02'")
+    wait_for_writes(cruise_pair, json.loads(tick.cursor)["counters"], ["public.ports"])
+    again = sensor.evaluate_tick(
+        build_sensor_context(instance=instance, definitions=defs, sensor_name=sensor.name, cursor=tick.cursor)
+    )
+    assert again.run_requests == []
+    assert again.skip_message is not None
+    assert again.skip_message.startswith("cannot sync, a run already failed saying why: 'preserve' names table")
+
 
 def test_the_slack_failure_message_says_why(cruise_pair: Pair, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from sync_assets.notify import failure_message
