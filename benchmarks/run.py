@@ -39,9 +39,9 @@ from psycopg import sql
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sync_assets.catalog import introspect  # noqa: E402
 from sync_assets.demo import data  # noqa: E402
-from sync_assets.localpg import LocalPostgres, free_port  # noqa: E402
+from sync_assets.demo.localpg import LocalPostgres, free_port  # noqa: E402
+from sync_assets.engine.catalog import introspect  # noqa: E402
 
 PASSWORD = "bench-pw"
 READER, SYNCER = "bench_reader", "bench_syncer"  # production's read-only role; staging's writer
@@ -235,9 +235,9 @@ CONFIG = "preserve: [users, quote_requests, saved_searches]\nincremental_overlap
 
 SYNC_SCRIPT = """
 import sys
-from sync_assets.config import load_config
-from sync_assets.connections import Endpoint
-from sync_assets.engine import run_sync
+from sync_assets.engine.config import load_config
+from sync_assets.engine.connections import Endpoint
+from sync_assets.engine.run import run_sync
 result = run_sync(Endpoint("production", "DATABASE_URL_PRODUCTION", sys.argv[1]),
                   Endpoint("staging", "DATABASE_URL_STAGING", sys.argv[2]), load_config(sys.argv[3]),
                   log=lambda m: None, reconcile=sys.argv[4] == "reconcile")
@@ -247,8 +247,8 @@ print(result.fingerprint_seconds)
 
 # For (f) only: the fingerprints are not taken (the checks would then report "not compared").
 NO_CONTENT_CHECK = """
-import sync_assets.content
-sync_assets.content.take = lambda *args, **kwargs: sync_assets.content.Unavailable("switched off")
+import sync_assets.engine.content
+sync_assets.engine.content.take = lambda *args, **kwargs: sync_assets.engine.content.Unavailable("switched off")
 """
 
 

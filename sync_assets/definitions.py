@@ -10,15 +10,15 @@ from pathlib import Path
 from dagster import AssetSelection, Definitions, EnvVar, Failure, JobDefinition, define_asset_job, job, op
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
-from sync_assets.assets import LOCK_TAG, SYNC_OP_NAME, SyncAssets, build_sync_assets
-from sync_assets.automation import build_schedule, build_sensor
-from sync_assets.catalog_cache import LoadedCatalog, load_catalog
-from sync_assets.config import SyncConfig, load_config
-from sync_assets.connections import PRODUCTION_ENV, STAGING_ENV, Endpoint
-from sync_assets.dry_run import build_dry_run_job
-from sync_assets.errors import ConfigError, SyncError
-from sync_assets.notify import build_notification_sensors
-from sync_assets.resources import ProductionDatabase, StagingDatabase
+from sync_assets.defs.assets import LOCK_TAG, SYNC_OP_NAME, SyncAssets, build_sync_assets
+from sync_assets.defs.automation import build_schedule, build_sensor
+from sync_assets.defs.dry_run import build_dry_run_job
+from sync_assets.defs.notify import build_notification_sensors
+from sync_assets.defs.resources import ProductionDatabase, StagingDatabase
+from sync_assets.engine.catalog_cache import LoadedCatalog, load_catalog
+from sync_assets.engine.config import SyncConfig, load_config
+from sync_assets.engine.connections import PRODUCTION_ENV, STAGING_ENV, Endpoint
+from sync_assets.engine.errors import ConfigError, SyncError
 
 JOB_NAME = "sync_job"
 log = logging.getLogger("sync_assets")

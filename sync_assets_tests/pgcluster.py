@@ -9,7 +9,7 @@ from pathlib import Path
 
 import psycopg
 
-from sync_assets.localpg import SUPERUSER, LocalPostgres, free_port
+from sync_assets.demo.localpg import SUPERUSER, LocalPostgres, free_port
 
 SUPERUSER_PASSWORD = "super-Secret-pw"
 PROD_OWNER = ("prod_owner", "owner-S3cret#pw")

@@ -14,7 +14,7 @@ import pytest
 from dagster import DagsterEventType, DagsterInstance, RunRequest, build_schedule_context, build_sensor_context
 
 from sync_assets.definitions import build_definitions
-from sync_assets.localpg import free_port
+from sync_assets.demo.localpg import free_port
 from sync_assets_tests import cruise
 from sync_assets_tests.conftest import Pair, dg, snapshot_tables
 from sync_assets_tests.pgcluster import PROD_OWNER, PROD_READER, STAGING_OWNER, SUPERUSER_PASSWORD
@@ -205,7 +205,7 @@ def test_the_sensor_requests_a_run_that_fails_when_the_config_is_broken(
 
 
 def test_the_slack_failure_message_says_why(cruise_pair: Pair, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from sync_assets.notify import failure_message
+    from sync_assets.defs.notify import failure_message
 
     monkeypatch.setenv("SLACK_WEBHOOK_URL", "http://127.0.0.1:9/services/T0/B0/X")
     defs = broken_defs(cruise_pair, tmp_path)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from sync_assets.config import SyncConfig, TableRef, load_config, parse_config
-from sync_assets.connections import SessionLimits
-from sync_assets.errors import ConfigError
+from sync_assets.engine.config import SyncConfig, TableRef, load_config, parse_config
+from sync_assets.engine.connections import SessionLimits
+from sync_assets.engine.errors import ConfigError
 
 
 def test_no_file_means_defaults(monkeypatch: pytest.MonkeyPatch) -> None:

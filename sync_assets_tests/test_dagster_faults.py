@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from dagster_graphql import DagsterGraphQLClient
 
-from sync_assets.faults import PAUSE_ENV
+from sync_assets.engine.observe import PAUSE_ENV
 from sync_assets_tests import cruise
 from sync_assets_tests.conftest import ROOT, Pair, serve, snapshot_tables, table_rows
 from sync_assets_tests.pgcluster import PROD_READER, STAGING_OWNER, SUPERUSER_PASSWORD

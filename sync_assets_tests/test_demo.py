@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from sync_assets.localpg import free_port
+from sync_assets.demo.localpg import free_port
 from sync_assets_tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow

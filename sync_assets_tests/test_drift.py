@@ -7,8 +7,8 @@ from urllib.parse import quote
 
 import pytest
 
-from sync_assets.config import SyncConfig, parse_config
-from sync_assets.errors import ConfigError, DriftError, SelectionError, SyncError
+from sync_assets.engine.config import SyncConfig, parse_config
+from sync_assets.engine.errors import ConfigError, DriftError, SelectionError, SyncError
 from sync_assets_tests import cruise
 from sync_assets_tests.conftest import Pair, table_rows
 from sync_assets_tests.pgcluster import PROD_OWNER, PROD_READER, STAGING_OWNER, SUPERUSER_PASSWORD

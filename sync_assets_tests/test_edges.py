@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sync_assets.config import SyncConfig, parse_config
-from sync_assets.errors import ConfigError, DriftError, SyncError
+from sync_assets.engine.config import SyncConfig, parse_config
+from sync_assets.engine.errors import ConfigError, DriftError, SyncError
 from sync_assets_tests.conftest import Pair, snapshot_tables, table_rows
 
 

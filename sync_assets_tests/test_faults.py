@@ -22,8 +22,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from sync_assets.connections import PRODUCTION_ENV, STAGING_ENV
-from sync_assets.faults import PAUSE_ENV, POINTS
+from sync_assets.engine.connections import PRODUCTION_ENV, STAGING_ENV
+from sync_assets.engine.observe import PAUSE_ENV, POINTS
 from sync_assets_tests import cruise
 from sync_assets_tests.conftest import Pair, grant_reader, snapshot_tables, table_columns, table_rows
 from sync_assets_tests.pgcluster import PROD_OWNER, PROD_READER, SUPERUSER_PASSWORD, Cluster

@@ -9,11 +9,11 @@ import pytest
 import yaml
 from dagster import AssetKey, DagsterInstance
 
-from sync_assets.config import parse_config
-from sync_assets.connections import PRODUCTION_ENV, Endpoint
 from sync_assets.definitions import build_definitions
-from sync_assets.engine import SyncResult, run_sync
-from sync_assets.errors import ConfigError, DriftError
+from sync_assets.engine.config import parse_config
+from sync_assets.engine.connections import PRODUCTION_ENV, Endpoint
+from sync_assets.engine.errors import ConfigError, DriftError
+from sync_assets.engine.run import SyncResult, run_sync
 from sync_assets_tests.conftest import Pair, table_rows
 
 SCHEMA = """

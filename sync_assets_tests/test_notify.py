@@ -12,8 +12,8 @@ import pytest
 import yaml
 from dagster import DagsterEventType, DagsterInstance, build_run_status_sensor_context
 
-from sync_assets.config import parse_config
 from sync_assets.definitions import build_definitions
+from sync_assets.engine.config import parse_config
 from sync_assets_tests import cruise
 from sync_assets_tests.conftest import Pair
 from sync_assets_tests.pgcluster import PROD_READER, STAGING_OWNER
@@ -117,7 +117,7 @@ def test_no_webhook_no_notification_sensors(cruise_pair: Pair, tmp_path: Path, m
 
 
 def test_a_malformed_webhook_url_is_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
-    from sync_assets.notify import post
+    from sync_assets.defs.notify import post
 
     # a stray space (stripped, then refused by a closed local port) and a missing scheme
     for value in (" http://127.0.0.1:9/services/T0/B0/SECRETTOKEN", "127.0.0.1:9/services/T0/B0/SECRETTOKEN"):

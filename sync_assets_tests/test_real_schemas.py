@@ -15,9 +15,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from sync_assets import faults
-from sync_assets.connections import Endpoint
-from sync_assets.errors import SelectionError, SyncError
+from sync_assets.engine import observe as faults
+from sync_assets.engine.connections import Endpoint
+from sync_assets.engine.errors import SelectionError, SyncError
 from sync_assets_tests import rental
 from sync_assets_tests.conftest import Pair, table_rows
 from sync_assets_tests.pgcluster import FAST_ROLE, WRITER_ROLE

@@ -13,12 +13,12 @@ import pytest
 import yaml
 from psycopg import sql
 
-from sync_assets import faults
-from sync_assets.config import parse_config
-from sync_assets.connections import STAGING_ENV, Endpoint
 from sync_assets.definitions import build_definitions
-from sync_assets.engine import SyncResult, run_sync
-from sync_assets.errors import SyncError, TableFailure
+from sync_assets.engine import observe as faults
+from sync_assets.engine.config import parse_config
+from sync_assets.engine.connections import STAGING_ENV, Endpoint
+from sync_assets.engine.errors import SyncError, TableFailure
+from sync_assets.engine.run import SyncResult, run_sync
 from sync_assets_tests import cruise
 from sync_assets_tests.conftest import Pair, grant_reader, snapshot_tables, table_rows
 from sync_assets_tests.pgcluster import PROD_READER, STAGING_OWNER

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from sync_assets.config import parse_config
-from sync_assets.connections import STAGING_ENV, Endpoint
-from sync_assets.engine import SyncResult, run_sync
-from sync_assets.errors import TableFailure
+from sync_assets.engine.config import parse_config
+from sync_assets.engine.connections import STAGING_ENV, Endpoint
+from sync_assets.engine.errors import TableFailure
+from sync_assets.engine.run import SyncResult, run_sync
 from sync_assets_tests import cruise, test_incremental
 from sync_assets_tests.conftest import Pair, snapshot_tables, table_rows
 

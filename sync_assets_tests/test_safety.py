@@ -15,8 +15,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from sync_assets.connections import PRODUCTION_ENV, STAGING_ENV
-from sync_assets.errors import is_transient
+from sync_assets.engine.connections import PRODUCTION_ENV, STAGING_ENV
+from sync_assets.engine.errors import is_transient
 from sync_assets_tests import cruise
 from sync_assets_tests.conftest import Pair, snapshot_tables
 
@@ -28,9 +28,9 @@ PATIENT = cruise.CONFIG_YAML + "lock_timeout: 120s\nretries: 0\n"
 
 RUNNER = """
 import sys
-from sync_assets.config import load_config
-from sync_assets.connections import Endpoint
-from sync_assets.engine import run_sync
+from sync_assets.engine.config import load_config
+from sync_assets.engine.connections import Endpoint
+from sync_assets.engine.run import run_sync
 run_sync(Endpoint("production", "DATABASE_URL_PRODUCTION", sys.argv[1]),
          Endpoint("staging", "DATABASE_URL_STAGING", sys.argv[2]), load_config(sys.argv[3]),
          log=lambda m: print(m, flush=True))
@@ -211,7 +211,7 @@ def test_readers_see_old_state_until_commit_then_new_state(cruise_pair: Pair) ->
 
 
 def test_second_concurrent_sync_is_refused_as_busy(cruise_pair: Pair) -> None:
-    from sync_assets.errors import BusyError
+    from sync_assets.engine.errors import BusyError
 
     with sync_paused_in_swap(cruise_pair) as errors, pytest.raises(BusyError, match="another sync is running"):
         cruise_pair.sync(cruise.CONFIG_YAML)
@@ -231,8 +231,8 @@ def test_production_sessions_refuse_writes(cruise_pair: Pair) -> None:
 def test_dagster_retries_a_lost_connection_and_then_succeeds(cruise_pair: Pair, tmp_path: Path) -> None:
     import yaml
 
-    from sync_assets.config import parse_config
     from sync_assets.definitions import build_definitions
+    from sync_assets.engine.config import parse_config
 
     config = parse_config(
         yaml.safe_load(cruise.CONFIG_YAML + "lock_timeout: 120s\nretries: 2\nretry_delay_seconds: 0.1\n")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sync_assets.errors import ConfigError, DriftError, OrphanError, SelectionError, SyncError
+from sync_assets.engine.errors import ConfigError, DriftError, OrphanError, SelectionError, SyncError
 from sync_assets_tests import cruise
 from sync_assets_tests.conftest import Pair, snapshot_tables, table_rows
 

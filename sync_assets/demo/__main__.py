@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 from sync_assets.demo import data
+from sync_assets.demo.localpg import SUPERUSER, LocalPostgres
 from sync_assets.demo.process import dagster_cli, dagster_dev, start_group, stop_group
-from sync_assets.localpg import SUPERUSER, LocalPostgres
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORDS = {"postgres": "demo-postgres-pw", "reader": "demo-reader-pw", "app": "demo-app-pw"}

@@ -3,9 +3,9 @@
 import psycopg
 from dagster import Failure
 
-from sync_assets.connections import Endpoint
-from sync_assets.errors import SelectionError, SyncError, is_transient, redact
-from sync_assets.translator import asset_paths
+from sync_assets.defs.translator import asset_paths
+from sync_assets.engine.connections import Endpoint
+from sync_assets.engine.errors import SelectionError, SyncError, is_transient, redact
 
 
 def failure_for(exc: BaseException, *endpoints: Endpoint) -> Failure:

@@ -17,11 +17,11 @@ from collections.abc import Callable
 import psycopg
 from psycopg import sql
 
-from sync_assets.catalog import ForeignKey, Table
-from sync_assets.errors import TableFailure
-from sync_assets.plan import SyncPlan, TableKey, TablePlan, qualified
-from sync_assets.sqlparts import fmt_sample
-from sync_assets.verify import count_orphans
+from sync_assets.engine.catalog import ForeignKey, Table
+from sync_assets.engine.errors import TableFailure
+from sync_assets.engine.foreign_keys import count_orphans
+from sync_assets.engine.plan import SyncPlan, TableKey, TablePlan, qualified
+from sync_assets.engine.sql import fmt_sample
 
 
 def _violation(table: Table, fk: ForeignKey, rows: int, sample: list[tuple]) -> TableFailure:

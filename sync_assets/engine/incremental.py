@@ -31,10 +31,10 @@ from datetime import datetime
 import psycopg
 from psycopg import sql
 
-from sync_assets.config import SyncConfig
-from sync_assets.connections import server_identity
-from sync_assets.plan import SyncPlan, TableKey, qualified
-from sync_assets.shadows import BOOKKEEPING_SCHEMA
+from sync_assets.engine.config import SyncConfig
+from sync_assets.engine.connections import server_identity
+from sync_assets.engine.plan import SyncPlan, TableKey, qualified
+from sync_assets.engine.shadows import BOOKKEEPING_SCHEMA
 
 STATE_TABLE = sql.Identifier(BOOKKEEPING_SCHEMA, "incremental_state")
 OBSERVATION_TABLE = sql.Identifier(BOOKKEEPING_SCHEMA, "open_transactions")

@@ -7,10 +7,10 @@ import re
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sync_assets.catalog import Catalog, Column, ColumnSequence, ForeignKey, Table
-from sync_assets.config import SyncConfig, TableRef
-from sync_assets.errors import ConfigError, DriftError, SelectionError
-from sync_assets.graph import acyclic_parents, fk_groups, fk_order
+from sync_assets.engine.catalog import Catalog, Column, ColumnSequence, ForeignKey, Table
+from sync_assets.engine.config import SyncConfig, TableRef
+from sync_assets.engine.errors import ConfigError, DriftError, SelectionError
+from sync_assets.engine.graph import acyclic_parents, fk_groups, fk_order
 
 TableKey = tuple[str, str]
 

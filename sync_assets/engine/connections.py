@@ -10,7 +10,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from sync_assets.errors import ConfigError, ConnectError, SyncError, redact
+from sync_assets.engine.errors import ConfigError, ConnectError, SyncError, redact
 
 PRODUCTION_ENV = "DATABASE_URL_PRODUCTION"
 STAGING_ENV = "DATABASE_URL_STAGING"

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 import psycopg
 from psycopg import sql
 
-from sync_assets.sqlparts import cols, match, not_null
+from sync_assets.engine.sql import cols, match, not_null
 
 if TYPE_CHECKING:
-    from sync_assets.plan import TablePlan
+    from sync_assets.engine.plan import TablePlan
 
 BOOKKEEPING_SCHEMA = "sync_assets"
 SHADOW_PREFIX = "shadow_"

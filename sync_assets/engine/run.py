@@ -11,21 +11,22 @@ from dataclasses import dataclass, field, replace
 import psycopg
 from psycopg import sql
 
-from sync_assets import catalog as catalog_mod
-from sync_assets import content, faults, incremental, privileges, write_path
-from sync_assets.catalog import Table
-from sync_assets.config import SyncConfig
-from sync_assets.connections import Endpoint, refuse_same_database, same_database_message, server_identity
-from sync_assets.content import Fingerprint, Scope, Side, Unavailable
-from sync_assets.errors import BusyError, SyncError
-from sync_assets.extract import CopyStats, begin_snapshot, copy_rows, export_snapshot, extract, prepare_session
-from sync_assets.outside import OrphanBackup
-from sync_assets.plan import SyncPlan, TableKey, TablePlan, build_plan
-from sync_assets.shadows import BOOKKEEPING_SCHEMA, SHADOW_PREFIX, ShadowName, key_shadow_name, shadow_name
-from sync_assets.sqlparts import cols as sql_cols
-from sync_assets.sqlparts import ident, match
-from sync_assets.swap import SwapResult, TableChanges, swap
-from sync_assets.verify import count_rows
+from sync_assets.engine import catalog as catalog_mod
+from sync_assets.engine import content, incremental, privileges, write_path
+from sync_assets.engine import observe as faults
+from sync_assets.engine.borders import OrphanBackup
+from sync_assets.engine.catalog import Table
+from sync_assets.engine.config import SyncConfig
+from sync_assets.engine.connections import Endpoint, refuse_same_database, same_database_message, server_identity
+from sync_assets.engine.content import Fingerprint, Scope, Side, Unavailable
+from sync_assets.engine.errors import BusyError, SyncError
+from sync_assets.engine.extract import CopyStats, begin_snapshot, copy_rows, export_snapshot, extract, prepare_session
+from sync_assets.engine.foreign_keys import count_rows
+from sync_assets.engine.plan import SyncPlan, TableKey, TablePlan, build_plan
+from sync_assets.engine.shadows import BOOKKEEPING_SCHEMA, SHADOW_PREFIX, ShadowName, key_shadow_name, shadow_name
+from sync_assets.engine.sql import cols as sql_cols
+from sync_assets.engine.sql import ident, match
+from sync_assets.engine.swap import SwapResult, TableChanges, swap
 
 # One sync at a time per staging database: a session-level advisory lock, released if the process dies.
 ADVISORY_LOCK_KEY = 0x5359_4E43_4153_5354  # "SYNCASST"

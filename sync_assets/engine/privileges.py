@@ -11,8 +11,8 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
-from sync_assets.errors import SyncError
-from sync_assets.plan import SyncPlan, TablePlan, qualified
+from sync_assets.engine.errors import SyncError
+from sync_assets.engine.plan import SyncPlan, TablePlan, qualified
 
 FIX = "grant them, or use a role that has them (README.md, 'Privileges')"
 

@@ -7,10 +7,10 @@ from typing import Any
 import pandas as pd
 from dagster import MetadataValue, TableColumn, TableColumnConstraints, TableSchema
 
-from sync_assets.catalog import Table
-from sync_assets.engine import SyncResult, TableResult
-from sync_assets.outside import OrphanBackup
-from sync_assets.plan import TableKey
+from sync_assets.engine.borders import OrphanBackup
+from sync_assets.engine.catalog import Table
+from sync_assets.engine.plan import TableKey
+from sync_assets.engine.run import SyncResult, TableResult
 
 
 def table_name(database: str | None, schema: str, name: str) -> str:

@@ -29,11 +29,8 @@ from dagster import (
 from dagster import AssetChecksDefinition as ChecksDefinition
 from pydantic import Field
 
-from sync_assets import faults
-from sync_assets.automation import freshness_policy
-from sync_assets.catalog import Catalog, Table
-from sync_assets.catalog_cache import LoadedCatalog
-from sync_assets.checks import (
+from sync_assets.defs.automation import freshness_policy
+from sync_assets.defs.checks import (
     CONTENT_CHECK,
     CONTENT_DESCRIPTION,
     NO_ORPHANS_CHECK,
@@ -45,14 +42,17 @@ from sync_assets.checks import (
     orphans_check,
     row_count_check,
 )
-from sync_assets.config import SyncConfig
-from sync_assets.engine import WARNING_PREFIX, SyncResult, compare_now, run_sync
-from sync_assets.errors import ConfigError, SyncError
-from sync_assets.failures import failure_for
-from sync_assets.plan import Roles, TableKey, qualified, resolve_roles
-from sync_assets.report import column_schema, orphan_summary, table_metadata, table_name
-from sync_assets.resources import ProductionDatabase, StagingDatabase
-from sync_assets.translator import group_of, production_key, staging_key
+from sync_assets.defs.failures import failure_for
+from sync_assets.defs.metadata import column_schema, orphan_summary, table_metadata, table_name
+from sync_assets.defs.resources import ProductionDatabase, StagingDatabase
+from sync_assets.defs.translator import group_of, production_key, staging_key
+from sync_assets.engine import observe as faults
+from sync_assets.engine.catalog import Catalog, Table
+from sync_assets.engine.catalog_cache import LoadedCatalog
+from sync_assets.engine.config import SyncConfig
+from sync_assets.engine.errors import ConfigError, SyncError
+from sync_assets.engine.plan import Roles, TableKey, qualified, resolve_roles
+from sync_assets.engine.run import WARNING_PREFIX, SyncResult, compare_now, run_sync
 
 SYNC_OP_NAME = "sync_staging"
 # Runs tagged with it queue one at a time (dagster.yaml): one sync per staging database. Not a concurrency

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from sync_assets.catalog import ForeignKey, Table
-from sync_assets.sqlparts import match, not_null
+from sync_assets.engine.catalog import ForeignKey, Table
+from sync_assets.engine.sql import match, not_null
 
 
 def count_rows(conn: psycopg.Connection, table: Table) -> int:

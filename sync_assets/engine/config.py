@@ -12,8 +12,8 @@ from typing import Any
 
 import yaml
 
-from sync_assets.connections import SessionLimits
-from sync_assets.errors import ConfigError
+from sync_assets.engine.connections import SessionLimits
+from sync_assets.engine.errors import ConfigError
 
 CONFIG_ENV = "SYNC_ASSETS_CONFIG"
 ORPHAN_POLICIES = ("delete", "fail")

@@ -18,13 +18,13 @@ from datetime import UTC, datetime
 import psycopg
 from psycopg import sql
 
-from sync_assets.catalog import ForeignKey, Table
-from sync_assets.errors import OrphanError, SelectionError, about_table
-from sync_assets.graph import fk_order
-from sync_assets.plan import Reference, SyncPlan, TableKey, qualified
-from sync_assets.shadows import snapshot_rows
-from sync_assets.sqlparts import cols, fmt_sample, ident, match, not_null
-from sync_assets.verify import count_orphans, orphan_condition
+from sync_assets.engine.catalog import ForeignKey, Table
+from sync_assets.engine.errors import OrphanError, SelectionError, about_table
+from sync_assets.engine.foreign_keys import count_orphans, orphan_condition
+from sync_assets.engine.graph import fk_order
+from sync_assets.engine.plan import Reference, SyncPlan, TableKey, qualified
+from sync_assets.engine.shadows import snapshot_rows
+from sync_assets.engine.sql import cols, fmt_sample, ident, match, not_null
 
 Log = Callable[[str], None]
 MAX_IDENTIFIER = 63

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dagster import ConfigurableResource
 
-from sync_assets.connections import PRODUCTION_ENV, STAGING_ENV, Endpoint
+from sync_assets.engine.connections import PRODUCTION_ENV, STAGING_ENV, Endpoint
 
 
 class ProductionDatabase(ConfigurableResource):

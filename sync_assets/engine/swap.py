@@ -28,17 +28,18 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
-from sync_assets import content, faults, fingerprints
-from sync_assets.catalog import ForeignKey
-from sync_assets.content import Fingerprint, Side, Unavailable
-from sync_assets.errors import TableFailure, about_table
-from sync_assets.extract import SESSION_SETTINGS
-from sync_assets.outside import OrphanBackup, check_parents_outside, handle_children_outside
-from sync_assets.plan import SyncPlan, TableKey, TablePlan
-from sync_assets.replica import check_written
-from sync_assets.shadows import key_shadow_name
-from sync_assets.sqlparts import as_text, cols, ident, match, not_null
-from sync_assets.write_path import WritePath
+from sync_assets.engine import content, fingerprints
+from sync_assets.engine import observe as faults
+from sync_assets.engine.borders import OrphanBackup, check_parents_outside, handle_children_outside
+from sync_assets.engine.catalog import ForeignKey
+from sync_assets.engine.content import Fingerprint, Side, Unavailable
+from sync_assets.engine.errors import TableFailure, about_table
+from sync_assets.engine.extract import SESSION_SETTINGS
+from sync_assets.engine.plan import SyncPlan, TableKey, TablePlan
+from sync_assets.engine.replica import check_written
+from sync_assets.engine.shadows import key_shadow_name
+from sync_assets.engine.sql import as_text, cols, ident, match, not_null
+from sync_assets.engine.write_path import WritePath
 
 Log = Callable[[str], None]
 

@@ -5,14 +5,14 @@ staging is left as it was."""
 from dagster import Config, Failure, MetadataValue, OpExecutionContext, Output, job, op
 from pydantic import Field
 
-from sync_assets.assets import LOCK_TAG, run_log
-from sync_assets.config import SyncConfig
-from sync_assets.connections import Endpoint
-from sync_assets.engine import run_sync
-from sync_assets.failures import failure_for
-from sync_assets.plan import TableKey
-from sync_assets.report import plan_markdown
-from sync_assets.resources import ProductionDatabase, StagingDatabase
+from sync_assets.defs.assets import LOCK_TAG, run_log
+from sync_assets.defs.failures import failure_for
+from sync_assets.defs.metadata import plan_markdown
+from sync_assets.defs.resources import ProductionDatabase, StagingDatabase
+from sync_assets.engine.config import SyncConfig
+from sync_assets.engine.connections import Endpoint
+from sync_assets.engine.plan import TableKey
+from sync_assets.engine.run import run_sync
 
 DRY_RUN_JOB = "sync_dry_run"
 

@@ -14,13 +14,14 @@ import psycopg
 from psycopg import errors as psycopg_errors
 from psycopg import pq, sql
 
-from sync_assets import content, faults, fingerprints
-from sync_assets.connections import Endpoint
-from sync_assets.content import Fingerprint, Scope, Side, Unavailable
-from sync_assets.errors import about_table
-from sync_assets.plan import TableKey, TablePlan
-from sync_assets.shadows import create_shadow, key_shadow_name
-from sync_assets.sqlparts import cols
+from sync_assets.engine import content, fingerprints
+from sync_assets.engine import observe as faults
+from sync_assets.engine.connections import Endpoint
+from sync_assets.engine.content import Fingerprint, Scope, Side, Unavailable
+from sync_assets.engine.errors import about_table
+from sync_assets.engine.plan import TableKey, TablePlan
+from sync_assets.engine.shadows import create_shadow, key_shadow_name
+from sync_assets.engine.sql import cols
 
 PROGRESS_INTERVAL_SECONDS = 10.0
 

@@ -31,10 +31,10 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from sync_assets.config import StagingTriggers
-from sync_assets.errors import SyncError
-from sync_assets.plan import SyncPlan
-from sync_assets.sqlparts import ident
+from sync_assets.engine.config import StagingTriggers
+from sync_assets.engine.errors import SyncError
+from sync_assets.engine.plan import SyncPlan
+from sync_assets.engine.sql import ident
 
 # pg_trigger.tgtype bits of the row events a sync's statements raise.
 _TG_INSERT, _TG_DELETE, _TG_UPDATE = 1 << 2, 1 << 3, 1 << 4
