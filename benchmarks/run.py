@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from sync_assets.demo import data  # noqa: E402
 from sync_assets.demo.localpg import LocalPostgres, free_port  # noqa: E402
-from sync_assets.engine.catalog import introspect  # noqa: E402
+from sync_assets.engine.introspect import introspect  # noqa: E402
 
 PASSWORD = "bench-pw"
 READER, SYNCER = "bench_reader", "bench_syncer"  # production's read-only role; staging's writer
@@ -235,12 +235,10 @@ CONFIG = "preserve: [users, quote_requests, saved_searches]\nincremental_overlap
 
 SYNC_SCRIPT = """
 import sys
-from sync_assets.engine.config import load_config
-from sync_assets.engine.connections import Endpoint
-from sync_assets.engine.run import run_sync
+from sync_assets.engine import Endpoint, Observer, load_config, run_sync
 result = run_sync(Endpoint("production", "DATABASE_URL_PRODUCTION", sys.argv[1]),
                   Endpoint("staging", "DATABASE_URL_STAGING", sys.argv[2]), load_config(sys.argv[3]),
-                  log=lambda m: None, reconcile=sys.argv[4] == "reconcile")
+                  observer=Observer(), reconcile=sys.argv[4] == "reconcile")
 print(result.fingerprint_seconds)
 """
 

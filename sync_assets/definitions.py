@@ -15,10 +15,17 @@ from sync_assets.defs.automation import build_schedule, build_sensor
 from sync_assets.defs.dry_run import build_dry_run_job
 from sync_assets.defs.notify import build_notification_sensors
 from sync_assets.defs.resources import ProductionDatabase, StagingDatabase
-from sync_assets.engine.catalog_cache import LoadedCatalog, load_catalog
-from sync_assets.engine.config import SyncConfig, load_config
-from sync_assets.engine.connections import PRODUCTION_ENV, STAGING_ENV, Endpoint
-from sync_assets.engine.errors import ConfigError, SyncError
+from sync_assets.engine import (
+    PRODUCTION_ENV,
+    STAGING_ENV,
+    ConfigError,
+    Endpoint,
+    LoadedCatalog,
+    SyncConfig,
+    SyncError,
+    load_catalog,
+    load_config,
+)
 
 JOB_NAME = "sync_job"
 log = logging.getLogger("sync_assets")

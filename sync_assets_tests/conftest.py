@@ -20,9 +20,9 @@ from psycopg import sql
 
 from sync_assets.demo.localpg import free_port
 from sync_assets.demo.process import dagster_dev, start_group, stop_group
+from sync_assets.engine import Observer, Pause, SyncResult, run_sync
 from sync_assets.engine.config import SyncConfig, parse_config
 from sync_assets.engine.connections import PRODUCTION_ENV, STAGING_ENV, Endpoint
-from sync_assets.engine.run import SyncResult, run_sync
 from sync_assets_tests import cruise
 from sync_assets_tests.pgcluster import (
     FAST_ROLE,
@@ -59,6 +59,22 @@ def grant_reader(conn: psycopg.Connection) -> None:
     for s in schemas:
         conn.execute(f'GRANT USAGE ON SCHEMA "{s}" TO {PROD_READER[0]}')
         conn.execute(f'GRANT SELECT ON ALL TABLES IN SCHEMA "{s}" TO {PROD_READER[0]}')
+
+
+class Recorder(list, Observer):
+    """The lines a run says, in order (warnings also in .warnings); pause: a failpoint to stop at."""
+
+    def __init__(self, pause: Pause | None = None) -> None:
+        list.__init__(self)
+        Observer.__init__(self, pause)
+        self.warnings: list[str] = []
+
+    def info(self, message: str) -> None:
+        self.append(message)
+
+    def warning(self, message: str) -> None:
+        self.append(message)
+        self.warnings.append(message)
 
 
 @dataclass
@@ -131,15 +147,16 @@ class Pair:
         self,
         config: SyncConfig | str | None = None,
         selection=None,
-        log=None,
+        observer: Observer | None = None,
         target: Endpoint | None = None,
         dry_run: bool = False,
     ) -> SyncResult:
         if isinstance(config, str):
             config = parse_config(yaml.safe_load(config) or {})
-        kwargs = {"log": log} if log else {}
         target = target or self.target
-        return run_sync(self.source, target, config or SyncConfig(), selection, dry_run=dry_run, **kwargs)
+        return run_sync(
+            self.source, target, config or SyncConfig(), selection, observer=Recorder() if observer is None else observer, dry_run=dry_run
+        )
 
     def assert_equal(self, tables: list[str] | tuple[str, ...]) -> None:
         """Staging holds exactly production's rows in these tables, every column, duplicates counted."""

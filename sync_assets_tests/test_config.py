@@ -39,9 +39,14 @@ def test_full_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         TableRef("public", "odd.name"),
     )
     assert config.exclude == (TableRef(None, "audit_log"),)
-    assert (config.orphans, config.lock_timeout, config.workers, config.retries) == ("fail", "500ms", 2, 5)
+    assert (config.orphans, config.lock_timeout, config.workers, config.retries) == (
+        "fail",
+        timedelta(milliseconds=500),
+        2,
+        5,
+    )
     assert config.retry_delay_seconds == 0.5
-    assert parse_config({"lock_timeout": 1500}).lock_timeout == "1500ms"
+    assert parse_config({"lock_timeout": 1500}).lock_timeout == timedelta(milliseconds=1500)
 
 
 def test_limits_default_and_configured() -> None:

@@ -10,9 +10,9 @@ import pytest
 from dagster import AssetCheckEvaluation, AssetKey, DagsterInstance
 
 from sync_assets.definitions import build_definitions
+from sync_assets.engine import SyncResult
 from sync_assets.engine.config import SyncConfig, parse_config
 from sync_assets.engine.content import Fingerprint, Method, Scope
-from sync_assets.engine.run import SyncResult
 from sync_assets_tests.conftest import Pair
 
 T = ("public", "t")

@@ -25,7 +25,7 @@ import pytest
 from sync_assets.engine.connections import PRODUCTION_ENV, STAGING_ENV
 from sync_assets.engine.observe import PAUSE_ENV, POINTS
 from sync_assets_tests import cruise
-from sync_assets_tests.conftest import Pair, grant_reader, snapshot_tables, table_columns, table_rows
+from sync_assets_tests.conftest import Pair, Recorder, grant_reader, snapshot_tables, table_columns, table_rows
 from sync_assets_tests.pgcluster import PROD_OWNER, PROD_READER, SUPERUSER_PASSWORD, Cluster
 from sync_assets_tests.test_safety import RUNNER, shadow_tables, sync_backends, wait_for
 
@@ -222,8 +222,8 @@ def test_a_struck_run_leaves_staging_whole_and_the_next_run_succeeds(
     wait_for(lambda: not sync_backends(split_pair, split_pair.staging_db, False), "the struck run's sessions to end")
     _assert_whole(split_pair, before, after_commit)
 
-    logs: list[str] = []
-    split_pair.sync(CONFIG, log=logs.append)
+    logs = Recorder()
+    split_pair.sync(CONFIG, observer=logs)
     assert shadow_tables(split_pair) == []
     with split_pair.staging() as staging:
         assert staging.execute("SELECT count(*) FROM pg_class WHERE relpersistence = 't'").fetchone()[0] == 0

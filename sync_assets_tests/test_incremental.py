@@ -10,11 +10,11 @@ import yaml
 from dagster import AssetKey, DagsterInstance
 
 from sync_assets.definitions import build_definitions
+from sync_assets.engine import SyncResult, run_sync
 from sync_assets.engine.config import parse_config
 from sync_assets.engine.connections import PRODUCTION_ENV, Endpoint
 from sync_assets.engine.errors import ConfigError, DriftError
-from sync_assets.engine.run import SyncResult, run_sync
-from sync_assets_tests.conftest import Pair, table_rows
+from sync_assets_tests.conftest import Pair, Recorder, table_rows
 
 SCHEMA = """
 CREATE TABLE regions (
@@ -176,8 +176,8 @@ def test_a_late_commit_with_an_older_timestamp_is_not_missed(inc_pair: Pair, ope
         if opened != "before the first run":
             late.execute("UPDATE prices SET amount = 999 WHERE id = 1")
         inc_pair.run_prod("UPDATE prices SET amount = 5 WHERE id = 2")
-        logged: list[str] = []
-        during = sync(inc_pair, source=source, log=logged.append)
+        logged = Recorder()
+        during = sync(inc_pair, source=source, observer=logged)
         held = state(inc_pair, "prices")[1]
         with inc_pair.staging() as staging:
             # the run's snapshot did not see the open transaction's row
@@ -228,8 +228,8 @@ def test_rows_outside_the_run_lose_their_parent_under_a_partial_read(inc_pair: P
 def test_staging_changed_behind_the_sync_is_read_whole_next_time(inc_pair: Pair) -> None:
     sync(inc_pair)
     inc_pair.run_staging("DELETE FROM prices WHERE id = 50")
-    logged: list[str] = []
-    second = sync(inc_pair, log=logged.append)
+    logged = Recorder()
+    second = sync(inc_pair, observer=logged)
     assert counts(second, "prices")[:2] == (200, 2)
     assert any("staging's table was changed outside the sync; the next run reads it whole" in m for m in logged)
     assert state(inc_pair, "prices")[1] is None

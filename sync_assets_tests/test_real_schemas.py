@@ -15,11 +15,12 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from sync_assets.engine import observe as faults
+from sync_assets.engine import Pause, Point
 from sync_assets.engine.connections import Endpoint
 from sync_assets.engine.errors import SelectionError, SyncError
+from sync_assets.engine.observe import PAUSE_ENV
 from sync_assets_tests import rental
-from sync_assets_tests.conftest import Pair, table_rows
+from sync_assets_tests.conftest import Pair, Recorder, table_rows
 from sync_assets_tests.pgcluster import FAST_ROLE, WRITER_ROLE
 from sync_assets_tests.test_safety import RUNNER, wait_for
 
@@ -70,9 +71,9 @@ def test_staging_ends_equal_to_production_and_a_second_run_changes_nothing(
     to = target(pair, role)
     with pair.staging() as staging:
         triggers = staging.execute(TRIGGER_STATES).fetchall()
-    logged: list[str] = []
+    logged = Recorder()
 
-    first = pair.sync(f"staging_triggers: {setting}\n", log=logged.append, target=to)
+    first = pair.sync(f"staging_triggers: {setting}\n", observer=logged, target=to)
 
     pair.assert_equal(rental.SYNCED)
     assert first.warnings == []
@@ -102,9 +103,9 @@ def test_staging_ends_equal_to_production_and_a_second_run_changes_nothing(
 @pytest.mark.parametrize("role", ["owner", "replica", "writer"])
 def test_fire_lets_staging_triggers_rewrite_the_rows_and_says_so(pair: Pair, fast_role, writer_role, role: str) -> None:
     setup(pair, staging_rows=True)
-    logged: list[str] = []
+    logged = Recorder()
 
-    pair.sync("staging_triggers: fire\n", log=logged.append, target=target(pair, role))
+    pair.sync("staging_triggers: fire\n", observer=logged, target=target(pair, role))
 
     assert "foreign keys are checked row by row (staging_triggers: fire)" in logged
     assert any(
@@ -121,9 +122,9 @@ def test_fire_lets_staging_triggers_rewrite_the_rows_and_says_so(pair: Pair, fas
 
 def test_auto_warns_where_it_cannot_silence_staging_triggers(pair: Pair, writer_role) -> None:
     setup(pair, staging_rows=True)
-    logged: list[str] = []
+    logged = Recorder()
 
-    result = pair.sync("staging_triggers: auto\n", log=logged.append, target=target(pair, "writer"))
+    result = pair.sync("staging_triggers: auto\n", observer=logged, target=target(pair, "writer"))
 
     assert len(result.warnings) == 1
     warning = result.warnings[0]
@@ -134,7 +135,7 @@ def test_auto_warns_where_it_cannot_silence_staging_triggers(pair: Pair, writer_
         "session_replication_role TO staging_writer). They fire: where they change a row, staging differs from "
         "production in it"
     ) in warning
-    assert f"warning: {warning}" in logged
+    assert warning in logged.warnings
     with pair.prod() as prod, pair.staging() as staging:
         assert [t for t in rental.SYNCED if table_rows(staging, t) != table_rows(prod, t)] == REWRITTEN
 
@@ -228,13 +229,12 @@ def test_readers_are_not_blocked_while_the_owner_has_staging_triggers_disabled(
     pair: Pair, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     setup(pair, staging_rows=True)
-    monkeypatch.setenv(faults.PAUSE_ENV, f"diffs_computed@{tmp_path}")
-    monkeypatch.setattr(faults, "_fired", set())
+    paused = Recorder(Pause(Point.DIFFS_COMPUTED, tmp_path))
     errors: list[BaseException] = []
 
     def run() -> None:
         try:
-            pair.sync()
+            pair.sync(observer=paused)
         except BaseException as exc:
             errors.append(exc)
 
@@ -271,7 +271,7 @@ def test_a_run_killed_with_staging_triggers_disabled_leaves_them_and_the_rows_as
         triggers = staging.execute(TRIGGER_STATES).fetchall()
     config = tmp_path / "sync.yaml"
     config.write_text("retries: 0\n")
-    env = {**os.environ, faults.PAUSE_ENV: f"{point}@{tmp_path}"}
+    env = {**os.environ, PAUSE_ENV: f"{point}@{tmp_path}"}
     log = tmp_path / "run.log"
     proc = subprocess.Popen(
         [sys.executable, "-c", RUNNER, pair.prod_url, pair.staging_url, str(config)],

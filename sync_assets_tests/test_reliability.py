@@ -14,13 +14,12 @@ import yaml
 from psycopg import sql
 
 from sync_assets.definitions import build_definitions
-from sync_assets.engine import observe as faults
+from sync_assets.engine import Pause, Point, SyncResult, run_sync
 from sync_assets.engine.config import parse_config
 from sync_assets.engine.connections import STAGING_ENV, Endpoint
 from sync_assets.engine.errors import SyncError, TableFailure
-from sync_assets.engine.run import SyncResult, run_sync
 from sync_assets_tests import cruise
-from sync_assets_tests.conftest import Pair, grant_reader, snapshot_tables, table_rows
+from sync_assets_tests.conftest import Pair, Recorder, grant_reader, snapshot_tables, table_rows
 from sync_assets_tests.pgcluster import PROD_READER, STAGING_OWNER
 from sync_assets_tests.test_safety import ALL_STAGING, PATIENT, PRICING_LOCK, staging_row_lock, wait_for
 
@@ -115,14 +114,14 @@ def test_read_only_staging_session_is_refused_before_anything_moves(cruise_pair:
 def test_a_production_role_that_could_write_is_warned_about(cruise_pair: Pair) -> None:
     with cruise_pair.cluster.connect(cruise_pair.prod_db) as admin:
         admin.execute(f"GRANT INSERT, UPDATE ON cruise_lines, ports TO {PROD_READER[0]}")
-    logs: list[str] = []
-    result = cruise_pair.sync(cruise.CONFIG_YAML, log=logs.append)
+    logs = Recorder()
+    result = cruise_pair.sync(cruise.CONFIG_YAML, observer=logs)
     warning = (
         f"the production role '{PROD_READER[0]}' could write to public.cruise_lines, public.ports; the sync's "
         "sessions are read-only, but a role that cannot write is recommended (README.md, 'Privileges')"
     )
     assert result.warnings == [warning]
-    assert f"warning: {warning}" in logs
+    assert warning in logs.warnings
     assert cruise_pair.sync(cruise.CONFIG_YAML).tables  # and the run itself went ahead
 
 
@@ -154,13 +153,12 @@ def test_a_production_table_renamed_between_catalog_and_copy_fails_naming_it(
 ) -> None:
     with cruise_pair.staging() as staging:
         before = snapshot_tables(staging, ALL_STAGING)
-    monkeypatch.setenv(faults.PAUSE_ENV, f"planned@{tmp_path}")
-    monkeypatch.setattr(faults, "_fired", set())
+    paused = Recorder(Pause(Point.PLANNED, tmp_path))
     errors: list[BaseException] = []
 
     def run() -> None:
         try:
-            cruise_pair.sync(cruise.CONFIG_YAML + "workers: 1\n")
+            cruise_pair.sync(cruise.CONFIG_YAML + "workers: 1\n", observer=paused)
         except BaseException as exc:
             errors.append(exc)
 

@@ -6,26 +6,26 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from sync_assets.engine import SyncResult, run_sync
 from sync_assets.engine.config import parse_config
 from sync_assets.engine.connections import STAGING_ENV, Endpoint
 from sync_assets.engine.errors import TableFailure
-from sync_assets.engine.run import SyncResult, run_sync
 from sync_assets_tests import cruise, test_incremental
-from sync_assets_tests.conftest import Pair, snapshot_tables, table_rows
+from sync_assets_tests.conftest import Pair, Recorder, snapshot_tables, table_rows
 
 
 def fast_target(pair: Pair, role: tuple[str, str]) -> Endpoint:
     return Endpoint("staging", STAGING_ENV, pair.cluster.url(pair.staging_db, role))
 
 
-def sync(pair: Pair, config: str, target: Endpoint | None = None, log=None) -> SyncResult:
-    kwargs = {"log": log} if log else {}
-    return run_sync(pair.source, target or pair.target, parse_config(yaml.safe_load(config)), **kwargs)
+def sync(pair: Pair, config: str, target: Endpoint | None = None, observer: Recorder | None = None) -> SyncResult:
+    config_ = parse_config(yaml.safe_load(config))
+    return run_sync(pair.source, target or pair.target, config_, observer=Recorder() if observer is None else observer)
 
 
 def test_cruise_sync_through_the_fast_path_equals_production(cruise_pair: Pair, fast_role) -> None:
-    logged: list[str] = []
-    result = sync(cruise_pair, cruise.CONFIG_YAML, fast_target(cruise_pair, fast_role), logged.append)
+    logged = Recorder()
+    result = sync(cruise_pair, cruise.CONFIG_YAML, fast_target(cruise_pair, fast_role), logged)
     assert "foreign keys are checked once per key over the rows written (session_replication_role = replica)" in logged
     with cruise_pair.prod() as prod, cruise_pair.staging() as staging:
         for table in cruise.SYNCED:
@@ -113,8 +113,8 @@ def test_staging_triggers_fire_only_when_asked(pair: Pair, fast_role, setting: s
     schema = "CREATE TABLE a (id int PRIMARY KEY, code text NOT NULL UNIQUE);"
     pair.run_prod(schema + "INSERT INTO a VALUES (1, 'one'), (2, 'two');")
     pair.run_staging(schema + AUDITED)
-    logged: list[str] = []
-    sync(pair, f"staging_triggers: {setting}\n", fast_target(pair, fast_role), logged.append)
+    logged = Recorder()
+    sync(pair, f"staging_triggers: {setting}\n", fast_target(pair, fast_role), logged)
     if setting == "fire":
         assert (
             "staging's own triggers public.a.a_audit fire on the rows the sync writes (staging_triggers: fire); "
@@ -131,8 +131,8 @@ def test_skip_without_the_privilege_but_owning_the_tables_disables_them_in_the_s
     schema = "CREATE TABLE a (id int PRIMARY KEY, code text NOT NULL UNIQUE);"
     pair.run_prod(schema + "INSERT INTO a VALUES (1, 'one');")
     pair.run_staging(schema + AUDITED)
-    logged: list[str] = []
-    sync(pair, "staging_triggers: skip\n", log=logged.append)
+    logged = Recorder()
+    sync(pair, "staging_triggers: skip\n", observer=logged)
     assert (
         "staging's own triggers public.a.a_audit are disabled for the swap, so the rows the sync writes stay equal "
         "to production (enabled again before COMMIT; writers to those tables wait for it)"
@@ -147,8 +147,8 @@ def test_a_deferrable_unique_key_keeps_the_row_by_row_path(pair: Pair, fast_role
     schema = "CREATE TABLE a (id int PRIMARY KEY, code text UNIQUE DEFERRABLE);"
     pair.run_prod(schema + "INSERT INTO a VALUES (1, 'x'), (2, 'y');")
     pair.run_staging(schema)
-    logged: list[str] = []
-    sync(pair, "mode: mirror\n", fast_target(pair, fast_role), logged.append)
+    logged = Recorder()
+    sync(pair, "mode: mirror\n", fast_target(pair, fast_role), logged)
     assert "foreign keys are checked row by row: a.a_code_key is deferrable, which replica mode skips" in logged
     with pair.staging() as staging:
         assert table_rows(staging, "a") == ["(1,x)", "(2,y)"]

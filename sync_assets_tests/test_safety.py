@@ -18,7 +18,7 @@ import pytest
 from sync_assets.engine.connections import PRODUCTION_ENV, STAGING_ENV
 from sync_assets.engine.errors import is_transient
 from sync_assets_tests import cruise
-from sync_assets_tests.conftest import Pair, snapshot_tables
+from sync_assets_tests.conftest import Pair, Recorder, snapshot_tables
 
 pytestmark = pytest.mark.faults
 
@@ -28,12 +28,17 @@ PATIENT = cruise.CONFIG_YAML + "lock_timeout: 120s\nretries: 0\n"
 
 RUNNER = """
 import sys
-from sync_assets.engine.config import load_config
-from sync_assets.engine.connections import Endpoint
-from sync_assets.engine.run import run_sync
+from sync_assets.engine import Endpoint, Observer, Pause, load_config, run_sync
+
+class Printer(Observer):
+    def info(self, message):
+        print(message, flush=True)
+
+    warning = info
+
 run_sync(Endpoint("production", "DATABASE_URL_PRODUCTION", sys.argv[1]),
          Endpoint("staging", "DATABASE_URL_STAGING", sys.argv[2]), load_config(sys.argv[3]),
-         log=lambda m: print(m, flush=True))
+         observer=Printer(Pause.from_environment()))
 print("SYNC DONE", flush=True)
 """
 
@@ -121,8 +126,8 @@ def test_killed_during_swap_leaves_staging_unchanged_and_readers_see_old_rows(cr
     leftovers = shadow_tables(cruise_pair)
     assert leftovers and all(name.startswith("shadow_") for name in leftovers)
 
-    logs: list[str] = []
-    cruise_pair.sync(cruise.CONFIG_YAML, log=logs.append)
+    logs = Recorder()
+    cruise_pair.sync(cruise.CONFIG_YAML, observer=logs)
     assert f"removed {len(leftovers)} shadow table(s) left by an interrupted run" in logs
     assert shadow_tables(cruise_pair) == []
     with cruise_pair.prod() as prod, cruise_pair.staging() as staging:

@@ -6,7 +6,7 @@ import pytest
 
 from sync_assets.engine.errors import ConfigError, DriftError, OrphanError, SelectionError, SyncError
 from sync_assets_tests import cruise
-from sync_assets_tests.conftest import Pair, snapshot_tables, table_rows
+from sync_assets_tests.conftest import Pair, Recorder, snapshot_tables, table_rows
 
 ALL_STAGING = [*cruise.SYNCED, *cruise.PRESERVED]
 
@@ -252,8 +252,8 @@ def test_unique_value_moving_to_a_new_row_is_applied_deletes_first(cruise_pair: 
         "DELETE FROM pricing WHERE cabin_category = 'STE'; DELETE FROM cabin_categories WHERE code = 'STE';"
         "INSERT INTO cabin_categories VALUES ('SUI', 'Suite', 'renamed code');"
     )
-    logs: list[str] = []
-    result = cruise_pair.sync(cruise.CONFIG_YAML, log=logs.append)
+    logs = Recorder()
+    result = cruise_pair.sync(cruise.CONFIG_YAML, observer=logs)
     assert_synced_equal(cruise_pair)
     assert any("unique key moved between rows (cabin_categories_name_key)" in m for m in logs)
     assert (
@@ -287,14 +287,14 @@ def test_staging_domain_production_breaks_fails_while_copying(pair: Pair) -> Non
 
 
 def test_a_long_copy_reports_its_progress(pair: Pair, monkeypatch: pytest.MonkeyPatch) -> None:
-    from sync_assets import extract
+    from sync_assets.engine import copy_pipe
 
-    monkeypatch.setattr(extract, "PROGRESS_INTERVAL_SECONDS", 0.0)
+    monkeypatch.setattr(copy_pipe, "PROGRESS_INTERVAL_SECONDS", 0.0)
     ddl = "CREATE TABLE big (id int PRIMARY KEY, filler text)"
     pair.run_prod(ddl + "; INSERT INTO big SELECT i, repeat('x', 200) FROM generate_series(1, 20000) i")
     pair.run_staging(ddl)
-    logs: list[str] = []
-    pair.sync(log=logs.append)
+    logs = Recorder()
+    pair.sync(observer=logs)
     progress = [m for m in logs if m.startswith("copying public.big: ")]
     # one line per megabyte written to staging: ~4.4 MB of rows
     assert len(progress) == 4

@@ -6,8 +6,8 @@ from __future__ import annotations
 import psycopg
 import pytest
 
+from sync_assets.engine import SyncResult
 from sync_assets.engine.config import SyncConfig, parse_config
-from sync_assets.engine.run import SyncResult
 from sync_assets_tests.conftest import Pair, table_rows
 
 # A composite column cannot travel in binary COPY (type OIDs differ between databases): adding one to a

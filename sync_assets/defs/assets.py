@@ -21,7 +21,6 @@ from dagster import (
     Failure,
     Jitter,
     MaterializeResult,
-    OpExecutionContext,
     RetryPolicy,
     multi_asset,
     multi_asset_check,
@@ -44,15 +43,24 @@ from sync_assets.defs.checks import (
 )
 from sync_assets.defs.failures import failure_for
 from sync_assets.defs.metadata import column_schema, orphan_summary, table_metadata, table_name
-from sync_assets.defs.resources import ProductionDatabase, StagingDatabase
+from sync_assets.defs.resources import ProductionDatabase, RunLog, StagingDatabase
 from sync_assets.defs.translator import group_of, production_key, staging_key
-from sync_assets.engine import observe as faults
-from sync_assets.engine.catalog import Catalog, Table
-from sync_assets.engine.catalog_cache import LoadedCatalog
-from sync_assets.engine.config import SyncConfig
-from sync_assets.engine.errors import ConfigError, SyncError
-from sync_assets.engine.plan import Roles, TableKey, qualified, resolve_roles
-from sync_assets.engine.run import WARNING_PREFIX, SyncResult, compare_now, run_sync
+from sync_assets.engine import (
+    Catalog,
+    ConfigError,
+    LoadedCatalog,
+    Point,
+    Roles,
+    SyncConfig,
+    SyncError,
+    SyncResult,
+    Table,
+    TableKey,
+    compare_now,
+    qualified,
+    resolve_roles,
+    run_sync,
+)
 
 SYNC_OP_NAME = "sync_staging"
 # Runs tagged with it queue one at a time (dagster.yaml): one sync per staging database. Not a concurrency
@@ -61,18 +69,6 @@ SYNC_OP_NAME = "sync_staging"
 # test_dagster_faults' killed run). Past the queue, staging's advisory lock refuses a second sync.
 LOCK_TAG = "sync_assets/lock"
 KIND = "postgres"
-
-
-def run_log(context: AssetExecutionContext | OpExecutionContext) -> Callable[[str], None]:
-    """The engine's log lines into Dagster's: its warnings as warnings."""
-
-    def log(message: str) -> None:
-        if message.startswith(WARNING_PREFIX):
-            context.log.warning(message.removeprefix(WARNING_PREFIX))
-        else:
-            context.log.info(message)
-
-    return log
 
 
 class SyncRunConfig(Config):
@@ -224,12 +220,11 @@ def build_sync_assets(
         except SyncError as exc:
             raise failure_for(exc) from None
         selected = {table_for[k] for k in context.selected_asset_keys}
+        observer = RunLog(context)
         result: SyncResult | None = None
         try:
             if selected:
-                result = run_sync(
-                    source, target, run_config, selected, log=run_log(context), reconcile=config.reconcile
-                )
+                result = run_sync(source, target, run_config, selected, observer=observer, reconcile=config.reconcile)
         except Exception as exc:
             failure = failure_for(exc, source, target)
             if isinstance(exc, SyncError):
@@ -237,7 +232,7 @@ def build_sync_assets(
             raise failure from exc
         if result is not None:
             assert result.plan is not None
-            faults.reach("reported")
+            observer.reached(Point.REPORTED)
             if result.orphans:
                 context.log.warning(orphan_summary(result.orphans))
             for tp in result.plan.tables:

@@ -25,10 +25,7 @@ from dagster import (
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from sync_assets.defs.resources import ProductionDatabase
-from sync_assets.engine.config import SyncConfig
-from sync_assets.engine.connections import PRODUCTION_ENV, Endpoint
-from sync_assets.engine.errors import SyncError
-from sync_assets.engine.write_counters import change_counters, changed_tables
+from sync_assets.engine import PRODUCTION_ENV, Endpoint, SyncConfig, SyncError, change_counters, changed_tables
 
 SCHEDULE_NAME = "sync_every_6_hours"
 SCHEDULE_HOURS = 6

@@ -15,10 +15,7 @@ from dataclasses import dataclass
 import psycopg
 from dagster import AssetCheckKey, AssetCheckResult, AssetCheckSeverity, MetadataValue
 
-from sync_assets.engine.catalog import Table
-from sync_assets.engine.content import Fingerprint, Unavailable
-from sync_assets.engine.foreign_keys import count_orphans
-from sync_assets.engine.run import Comparison, TableResult
+from sync_assets.engine import Comparison, Fingerprint, Table, TableResult, Unavailable, count_orphans
 
 ROW_COUNT_CHECK = "row_count_matches"
 CONTENT_CHECK = "content_matches"

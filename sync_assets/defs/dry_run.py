@@ -5,14 +5,11 @@ staging is left as it was."""
 from dagster import Config, Failure, MetadataValue, OpExecutionContext, Output, job, op
 from pydantic import Field
 
-from sync_assets.defs.assets import LOCK_TAG, run_log
+from sync_assets.defs.assets import LOCK_TAG
 from sync_assets.defs.failures import failure_for
 from sync_assets.defs.metadata import plan_markdown
-from sync_assets.defs.resources import ProductionDatabase, StagingDatabase
-from sync_assets.engine.config import SyncConfig
-from sync_assets.engine.connections import Endpoint
-from sync_assets.engine.plan import TableKey
-from sync_assets.engine.run import run_sync
+from sync_assets.defs.resources import ProductionDatabase, RunLog, StagingDatabase
+from sync_assets.engine import Endpoint, SyncConfig, TableKey, run_sync
 
 DRY_RUN_JOB = "sync_dry_run"
 
@@ -46,7 +43,7 @@ def build_dry_run_job(synced: list[TableKey], config_loader, problem: str | None
         try:
             endpoints = [production.endpoint(), staging.endpoint()]
             run_config: SyncConfig = config_loader()
-            result = run_sync(*endpoints, run_config, selection, log=run_log(context), dry_run=True)
+            result = run_sync(*endpoints, run_config, selection, observer=RunLog(context), dry_run=True)
         except Exception as exc:
             raise failure_for(exc, *endpoints) from None
         markdown = plan_markdown(result)

@@ -4,8 +4,7 @@ import psycopg
 from dagster import Failure
 
 from sync_assets.defs.translator import asset_paths
-from sync_assets.engine.connections import Endpoint
-from sync_assets.engine.errors import SelectionError, SyncError, is_transient, redact
+from sync_assets.engine import Endpoint, SelectionError, SyncError, is_transient, redact
 
 
 def failure_for(exc: BaseException, *endpoints: Endpoint) -> Failure:

@@ -7,10 +7,7 @@ from typing import Any
 import pandas as pd
 from dagster import MetadataValue, TableColumn, TableColumnConstraints, TableSchema
 
-from sync_assets.engine.borders import OrphanBackup
-from sync_assets.engine.catalog import Table
-from sync_assets.engine.plan import TableKey
-from sync_assets.engine.run import SyncResult, TableResult
+from sync_assets.engine import Identity, OrphanBackup, SyncResult, Table, TableKey, TableResult
 
 
 def table_name(database: str | None, schema: str, name: str) -> str:
@@ -25,7 +22,9 @@ def column_schema(table: Table) -> TableSchema:
             TableColumn(
                 name=c.name,
                 type=c.type,
-                description=("generated" if c.generated else "identity always" if c.identity == "a" else None),
+                description=(
+                    "generated" if c.generated else "identity always" if c.identity == Identity.ALWAYS else None
+                ),
                 constraints=TableColumnConstraints(nullable=not c.not_null, unique=c.name in unique),
             )
             for c in table.columns
@@ -45,7 +44,7 @@ def table_metadata(
         "dagster/column_schema": MetadataValue.table_schema(column_schema(target)),
         "production_rows": MetadataValue.int(table.production_rows),
         "rows_read": MetadataValue.int(table.read_rows),
-        "mode": MetadataValue.text(table.mode),
+        "mode": MetadataValue.text(table.mode.value),
         "rows_inserted": MetadataValue.int(table.inserted),
         "rows_updated": MetadataValue.int(table.updated),
         "rows_deleted": MetadataValue.int(table.deleted),

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dagster import ConfigurableResource
+from dagster import AssetExecutionContext, ConfigurableResource, OpExecutionContext
 
-from sync_assets.engine.connections import PRODUCTION_ENV, STAGING_ENV, Endpoint
+from sync_assets.engine import PRODUCTION_ENV, STAGING_ENV, Endpoint, Observer, Pause
 
 
 class ProductionDatabase(ConfigurableResource):
@@ -23,3 +23,18 @@ class StagingDatabase(ConfigurableResource):
 
     def endpoint(self) -> Endpoint:
         return Endpoint("staging", STAGING_ENV, self.url)
+
+
+class RunLog(Observer):
+    """The engine's lines into Dagster's run log (warnings as warnings); failpoints from the environment,
+    read once per run (the fault tests strike run workers that way)."""
+
+    def __init__(self, context: AssetExecutionContext | OpExecutionContext) -> None:
+        super().__init__(Pause.from_environment())
+        self.context = context
+
+    def info(self, message: str) -> None:
+        self.context.log.info(message)
+
+    def warning(self, message: str) -> None:
+        self.context.log.warning(message)

@@ -1,0 +1,67 @@
+"""The sync engine: no Dagster here. This module is its face; the Dagster layer imports from it only."""
+
+from sync_assets.engine.catalog import Catalog, Identity, Table, TableKey, qualified
+from sync_assets.engine.catalog_cache import LoadedCatalog, load_catalog
+from sync_assets.engine.comparison import Comparison, compare_now
+from sync_assets.engine.config import (
+    CONFIG_ENV,
+    Mode,
+    OrphanPolicy,
+    StagingTriggers,
+    SyncConfig,
+    load_config,
+    parse_config,
+)
+from sync_assets.engine.connections import PRODUCTION_ENV, STAGING_ENV, Endpoint
+from sync_assets.engine.content import Fingerprint, Unavailable
+from sync_assets.engine.errors import ConfigError, SelectionError, SyncError, is_transient, redact
+from sync_assets.engine.foreign_keys import OrphanCount, count_orphans
+from sync_assets.engine.observe import Observer, Pause, Point
+from sync_assets.engine.orphans import OrphanBackup
+from sync_assets.engine.roles import Roles, resolve_roles
+from sync_assets.engine.run import SyncResult, TableResult, run_sync
+from sync_assets.engine.table_run import TableRun
+from sync_assets.engine.write_counters import change_counters, changed_tables
+
+__all__ = [
+    "CONFIG_ENV",
+    "PRODUCTION_ENV",
+    "STAGING_ENV",
+    "Catalog",
+    "Comparison",
+    "ConfigError",
+    "Endpoint",
+    "Fingerprint",
+    "Identity",
+    "LoadedCatalog",
+    "Mode",
+    "Observer",
+    "OrphanBackup",
+    "OrphanCount",
+    "OrphanPolicy",
+    "Pause",
+    "Point",
+    "Roles",
+    "SelectionError",
+    "StagingTriggers",
+    "SyncConfig",
+    "SyncError",
+    "SyncResult",
+    "Table",
+    "TableKey",
+    "TableResult",
+    "TableRun",
+    "Unavailable",
+    "change_counters",
+    "changed_tables",
+    "compare_now",
+    "count_orphans",
+    "is_transient",
+    "load_catalog",
+    "load_config",
+    "parse_config",
+    "qualified",
+    "redact",
+    "resolve_roles",
+    "run_sync",
+]

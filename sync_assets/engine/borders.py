@@ -7,41 +7,37 @@ staging's foreign key says ON DELETE SET NULL / SET DEFAULT the row is kept, bac
 and PostgreSQL clears the reference. Rows of excluded or unselected tables are never changed: if
 any would lose its parent, the run fails and names the table. With `orphans: fail` the run fails
 instead of removing anything.
+
+Children outside are handled in three steps: find the rows whose parent row the snapshot no longer
+has; close over the rows pointing at those, until nothing more is marked; back them up and remove them
+(children first).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import psycopg
 from psycopg import sql
 
-from sync_assets.engine.catalog import ForeignKey, Table
-from sync_assets.engine.errors import OrphanError, SelectionError, about_table
+from sync_assets.engine.catalog import TableKey, qualified
+from sync_assets.engine.config import OrphanPolicy
+from sync_assets.engine.errors import OrphanError, SelectionError
 from sync_assets.engine.foreign_keys import count_orphans, orphan_condition
 from sync_assets.engine.graph import fk_order
-from sync_assets.engine.plan import Reference, SyncPlan, TableKey, qualified
+from sync_assets.engine.observe import Observer
+from sync_assets.engine.orphans import Marks, OrphanBackup
+from sync_assets.engine.plan import Reference, SyncPlan
+from sync_assets.engine.roles import Role
 from sync_assets.engine.shadows import snapshot_rows
-from sync_assets.engine.sql import cols, fmt_sample, ident, match, not_null
+from sync_assets.engine.sql import fmt_sample
+from sync_assets.engine.table_run import TableRun
 
-Log = Callable[[str], None]
-MAX_IDENTIFIER = 63
-KEEPING_ACTIONS = {"n": "SET NULL", "d": "SET DEFAULT"}
-
-
-@dataclass(frozen=True)
-class OrphanBackup:
-    table: TableKey  # preserved table the rows belong to
-    references: TableKey  # table whose removed rows they pointed at (a synced one, first in the chain)
-    constraint: str
-    rows: int
-    backup_table: TableKey
-    removed: bool = True  # False: kept by ON DELETE SET NULL/DEFAULT, only backed up
+# Tables outside the run whose rows the sync must never change.
+_UNTOUCHABLE = (Role.UNSELECTED, Role.EXCLUDE)
 
 
-def check_parents_outside(cur: psycopg.Cursor, plan: SyncPlan, shadows: dict[TableKey, sql.Identifier]) -> None:
+def check_parents_outside(cur: psycopg.Cursor, plan: SyncPlan, runs: dict[TableKey, TableRun]) -> None:
     """Rows of the run referencing a table outside it must find their parent rows in staging.
 
     Checked on the shadows, before anything is written. A foreign key declared on some partitions only
@@ -49,287 +45,161 @@ def check_parents_outside(cur: psycopg.Cursor, plan: SyncPlan, shadows: dict[Tab
     (or, writing once per key, replica.check_written) checks it."""
     problems = []
     for ref in plan.parents_outside:
-        tp = plan.table(ref.table.key)
-        if not set(ref.fk.columns) <= set(tp.columns):
+        run = runs[ref.table.key]
+        if not set(ref.fk.columns) <= set(run.plan.columns):
             continue
         if ref.fk.declared_on is not None and not ref.fk.on_every_partition:
             continue
-        counted = count_orphans(cur, shadows[tp.table_key], ref.fk)
+        counted = count_orphans(cur, run.shadow, ref.fk)
         if counted.rows:
             problems.append((ref, counted))
     if not problems:
         return
     ref, counted = problems[0]
     parent = qualified(ref.fk.ref)
-    sample = fmt_sample(list(counted.sample))
     found = (
         f"{qualified(ref.table.key)} has {counted.rows} row(s) referencing {parent} rows that staging lacks "
-        f"(e.g. {', '.join(ref.fk.columns)} = {sample})"
+        f"(e.g. {', '.join(ref.fk.columns)} = {fmt_sample(list(counted.sample))})"
     )
-    if ref.role == "unselected":
-        raise SelectionError(found, add=[r.fk.ref for r, _ in problems if r.role == "unselected"])
+    if ref.role == Role.UNSELECTED:
+        raise SelectionError(found, add=[r.fk.ref for r, _ in problems if r.role == Role.UNSELECTED])
     raise SelectionError(
-        f"{found}, and {parent} is {'preserved' if ref.role == 'preserve' else 'not synced'} ({ref.role}), "
+        f"{found}, and {parent} is {'preserved' if ref.role == Role.PRESERVE else 'not synced'} ({ref.role}), "
         "so the sync cannot add them"
     )
 
 
-def backup_table_name(key: TableKey) -> TableKey:
-    suffix = "_backup"
-    name = key[1]
-    while len((name + suffix).encode()) > MAX_IDENTIFIER:
-        name = name[:-1]
-    return (key[0], name + suffix)
-
-
-def _column_names(cur: psycopg.Cursor, key: TableKey) -> list[str] | None:
-    cur.execute(
-        "SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_attribute a"
-        " WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped",
-        (ident(key).as_string(cur),),
+def _blocked(ref: Reference, parent: str, rows: int, sample: str, also: list[TableKey]) -> SelectionError:
+    what = qualified(ref.table.key)
+    found = (
+        f"syncing would remove {parent} rows that {rows} row(s) of {what} still reference "
+        f"({', '.join(ref.fk.columns)} = {sample})"
     )
-    return cur.fetchone()[0]
+    if ref.role == Role.UNSELECTED:
+        return SelectionError(found, add=[ref.table.key, *also])
+    if ref.role == Role.EXCLUDE:
+        return SelectionError(
+            f"{found}; {what} is excluded, so its rows cannot change: preserve it instead, or sync it"
+        )
+    return SelectionError(f"{found}; {what} is synced by this run and cannot lose those parent rows")
 
 
-def _ensure_backup_table(cur: psycopg.Cursor, table: TableKey, run_stamp: str) -> TableKey:
-    """`<table>_backup` beside the preserved table: its columns plus when, which run and why."""
-    backup = backup_table_name(table)
-    existing = _column_names(cur, backup)
-    if existing is not None:
-        if set(_column_names(cur, table) or ()) <= set(existing):
-            return backup
-        # The preserved table grew columns: keep the old backups under a dated name, start a new table.
-        old = f"{backup[1][: MAX_IDENTIFIER - len(run_stamp) - 8]}_{run_stamp}_backup"
-        cur.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(ident(backup), sql.Identifier(old)))
-    cur.execute(
-        sql.SQL(
-            "CREATE TABLE {} (LIKE {}, sync_backed_up_at timestamptz NOT NULL DEFAULT now(),"
-            " sync_run_id text, sync_reason text)"
-        ).format(ident(backup), ident(table))
-    )
-    return backup
+class _Children:
+    """The rows outside the run that lose their parent, marked per table: `doomed` go, `kept` stay with
+    their reference cleared (ON DELETE SET NULL / SET DEFAULT); both are backed up."""
 
+    def __init__(self, cur: psycopg.Cursor, plan: SyncPlan) -> None:
+        self.cur, self.plan = cur, plan
+        self.doomed: dict[TableKey, Marks] = {}
+        self.kept: list[Marks] = []
+        self.samples: dict[TableKey, str] = {}
 
-@dataclass
-class _Affected:
-    """Rows of one table outside the run that lose a parent, marked in a temp table by (tableoid, ctid)
-    (a ctid alone repeats across the partitions of a partitioned table), each with what orphaned it:
-    the synced table whose removed rows start its chain, the foreign key, and the reason in words."""
+    def marks_for(self, ref: Reference) -> tuple[Marks, str]:
+        """Where rows losing their parent through ref are marked, and what then happens to them."""
+        keeps = ref.fk.on_delete.keeps_row
+        if not keeps and ref.table.key in self.doomed:
+            return self.doomed[ref.table.key], ""
+        marks = Marks.create(self.cur, ref.table, remove=not keeps)
+        if not keeps:
+            self.doomed[ref.table.key] = marks
+            return marks, ""
+        self.kept.append(marks)
+        action = ref.fk.on_delete.name.replace("_", " ")
+        return marks, f"; kept, staging's ON DELETE {action} clears {', '.join(ref.fk.columns)}"
 
-    table: Table
-    marks: sql.Identifier
-    remove: bool
-    rows: int = 0
+    def find(self, runs: dict[TableKey, TableRun]) -> None:
+        """Mark the rows pointing at rows of the run's tables that the snapshot no longer has."""
+        stuck: list[tuple[Reference, str, int, str]] = []
+        for ref in self.plan.children_outside:
+            run = runs[ref.fk.ref]
+            if not run.plan.deletes or not set(ref.fk.ref_columns) <= set(run.plan.columns):
+                continue  # merge removes no row: nothing outside loses its parent
+            remaining = snapshot_rows(run, ref.fk.ref_columns)
+            counted = count_orphans(self.cur, ref.table.fk_relation(ref.fk), ref.fk, remaining)
+            if not counted.rows:
+                continue
+            sample = fmt_sample(list(counted.sample))
+            if ref.role in _UNTOUCHABLE:
+                stuck.append((ref, run.qualified, counted.rows, sample))
+                continue
+            marks, kept_note = self.marks_for(ref)
+            reason = f"{ref.fk.name}: referenced {run.qualified} rows that production no longer has{kept_note}"
+            marks.mark_orphans(self.cur, ref.fk, orphan_condition(ref.fk, remaining), run.key, reason)
+            self.samples.setdefault(ref.table.key, f"{', '.join(ref.fk.columns)} = {sample}")
+        if stuck:
+            unselected = [r.table.key for r, *_ in stuck if r.role == Role.UNSELECTED]
+            first = next((x for x in stuck if x[0].role == Role.EXCLUDE), stuck[0])
+            raise _blocked(*first, also=unselected)
 
-    def marked(self, alias: str = "c") -> sql.Composable:
-        return sql.SQL("EXISTS (SELECT 1 FROM {} m WHERE m.rel = {} AND m.row_id = {})").format(
-            self.marks, sql.Identifier(alias, "tableoid"), sql.Identifier(alias, "ctid")
+    def close_over(self) -> None:
+        """Mark the rows pointing at rows marked for removal, until nothing more is marked."""
+        frontier = list(self.doomed)
+        while frontier:
+            parent_key = frontier.pop(0)
+            parent = self.doomed[parent_key]
+            for child, fk in self.plan.staging.referencing(*parent_key):
+                ref = Reference(child, fk, self.plan.role_of(child.key))
+                if ref.role in (*_UNTOUCHABLE, Role.RUN):
+                    query = sql.SQL("SELECT count(*) FROM {} c WHERE {}")
+                    self.cur.execute(query.format(child.fk_relation(fk), parent.referencing_marked(fk)))
+                    rows = self.cur.fetchone()[0]
+                    if rows:
+                        raise _blocked(ref, qualified(parent_key), rows, "…", [])
+                    continue
+                marks, kept_note = self.marks_for(ref)
+                reason = f"{fk.name}: referenced {qualified(parent_key)} rows this sync removes{kept_note}"
+                if marks.mark_referencing(self.cur, fk, parent, reason) and marks.remove and child.key not in frontier:
+                    frontier.append(child.key)
+
+    def refuse(self) -> None:
+        """orphans: fail: stop the run, naming the first table that would lose rows."""
+        first = next(m for m in (*self.doomed.values(), *self.kept) if m.rows)
+        key = first.table.key
+        cause, constraint, _, _ = first.groups(self.cur)[0]
+        raise OrphanError(
+            f"{first.rows} row(s) of preserved table {qualified(key)} reference {qualified(cause)} rows "
+            f"that production no longer has ({self.samples.get(key, constraint)}); 'orphans: fail' stops the "
+            "run and nothing was changed; set 'orphans: delete' to back them up and remove them"
         )
 
-    def mark(
-        self,
-        cur: psycopg.Cursor,
-        fk: ForeignKey,
-        cond: sql.Composable,
-        labels: sql.Composable,
-        joins: sql.Composable | None = None,
-    ) -> int:
-        """Add (and lock) the rows (alias c) that fk constrains and that match cond, not marked yet, with
-        their labels: cause schema, cause table, constraint and reason, as expressions over c and the joins."""
-        cur.execute(
-            sql.SQL(
-                "INSERT INTO {marks} SELECT c.tableoid, c.ctid, {labels} FROM {rel} c {joins}"
-                " WHERE ({cond}) AND NOT {marked} FOR UPDATE OF c"
-            ).format(
-                marks=self.marks,
-                labels=labels,
-                rel=self.table.fk_relation(fk),
-                joins=joins or sql.SQL(""),
-                cond=cond,
-                marked=self.marked(),
-            )
-        )
-        self.rows += cur.rowcount
-        return cur.rowcount
+    def back_up_and_remove(self, run_id: str, observer: Observer) -> list[OrphanBackup]:
+        stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+        results: list[OrphanBackup] = []
 
-    def mark_orphans(
-        self, cur: psycopg.Cursor, fk: ForeignKey, cond: sql.Composable, cause: TableKey, reason: str
-    ) -> int:
-        """Rows whose parent row in the run's table `cause` is gone."""
-        labels = sql.SQL(", ").join(sql.Literal(v) for v in (*cause, fk.name, reason))
-        return self.mark(cur, fk, cond, labels)
+        def report(marks: Marks, backup: TableKey, verb: str) -> None:
+            for cause, constraint, reason, rows in marks.groups(self.cur):
+                results.append(OrphanBackup(marks.table.key, cause, constraint, rows, backup, removed=marks.remove))
+                observer.info(f"{verb} {rows} row(s) of {marks.table.qualified} to {qualified(backup)} ({reason})")
 
-    def mark_referencing(self, cur: psycopg.Cursor, fk: ForeignKey, parent: _Affected, reason: str) -> int:
-        """Rows pointing at a marked row of parent: each takes its parent row's cause."""
-        joins = sql.SQL(
-            "JOIN {prel} p ON {match} JOIN {pmarks} pm ON pm.rel = p.tableoid AND pm.row_id = p.ctid"
-        ).format(prel=parent.table.relation(), match=match("p", fk.ref_columns, "c", fk.columns), pmarks=parent.marks)
-        labels = sql.SQL("pm.cause_schema, pm.cause_table, {}, {}").format(sql.Literal(fk.name), sql.Literal(reason))
-        return self.mark(cur, fk, not_null("c", fk.columns), labels, joins)
-
-    def groups(self, cur: psycopg.Cursor) -> list[tuple[TableKey, str, str, int]]:
-        """(cause, constraint, reason, rows) of the marked rows, most rows first."""
-        cur.execute(
-            sql.SQL(
-                "SELECT cause_schema, cause_table, constraint_name, reason, count(*) FROM {} GROUP BY 1, 2, 3, 4"
-                " ORDER BY 5 DESC, 1, 2, 3"
-            ).format(self.marks)
-        )
-        return [((a, b), c, d, int(n)) for a, b, c, d, n in cur.fetchall()]
-
-
-def _referencing_marked(fk: ForeignKey, parent: _Affected) -> sql.Composable:
-    """Child rows (alias c) whose foreign key points at a marked row of parent."""
-    return sql.SQL("{nn} AND EXISTS (SELECT 1 FROM {prel} p WHERE {marked} AND {match})").format(
-        nn=not_null("c", fk.columns),
-        prel=parent.table.relation(),
-        marked=parent.marked("p"),
-        match=match("p", fk.ref_columns, "c", fk.columns),
-    )
+        for marks in self.kept:
+            if marks.rows:
+                # Rows removed anyway are backed up once, below.
+                unless = self.doomed.get(marks.table.key)
+                report(marks, marks.back_up(self.cur, run_id, stamp, unless), "backed up")
+        parents = {k: [fk.ref for fk in m.table.foreign_keys] for k, m in self.doomed.items()}
+        for key in reversed(fk_order(list(self.doomed), parents)):
+            marks = self.doomed[key]
+            if marks.rows:
+                backup = marks.back_up(self.cur, run_id, stamp, None)
+                marks.remove_marked(self.cur)
+                report(marks, backup, "moved")
+        return results
 
 
 def handle_children_outside(
     cur: psycopg.Cursor,
     plan: SyncPlan,
-    shadows: dict[TableKey, sql.Identifier],
-    orphans_policy: str,
+    runs: dict[TableKey, TableRun],
+    policy: OrphanPolicy,
     run_id: str,
-    log: Log,
+    observer: Observer,
 ) -> list[OrphanBackup]:
     """Back up and remove (or keep, per the FK's action) rows outside the run that lose their parent."""
-    doomed: dict[TableKey, _Affected] = {}
-    kept: list[_Affected] = []
-    samples: dict[TableKey, str] = {}
-
-    def entry_for(ref: Reference) -> tuple[_Affected, str]:
-        """Where rows losing their parent through ref are marked, and what then happens to them."""
-        action = KEEPING_ACTIONS.get(ref.fk.on_delete)
-        if action is None and ref.table.key in doomed:
-            return doomed[ref.table.key], ""
-        marks = sql.Identifier(f"sync_rows_{len(doomed) + len(kept)}")
-        cur.execute(
-            sql.SQL(
-                "CREATE TEMP TABLE {} (rel oid, row_id tid, cause_schema text, cause_table text,"
-                " constraint_name text, reason text) ON COMMIT DROP"
-            ).format(marks)
-        )
-        entry = _Affected(ref.table, marks, remove=action is None)
-        if action is None:
-            doomed[ref.table.key] = entry
-            return entry, ""
-        kept.append(entry)
-        return entry, f"; kept, staging's ON DELETE {action} clears {', '.join(ref.fk.columns)}"
-
-    def blocked(ref: Reference, parent: str, rows: int, sample: str, also: list[TableKey]) -> SelectionError:
-        what = qualified(ref.table.key)
-        found = (
-            f"syncing would remove {parent} rows that {rows} row(s) of {what} still reference "
-            f"({', '.join(ref.fk.columns)} = {sample})"
-        )
-        if ref.role == "unselected":
-            return SelectionError(found, add=[ref.table.key, *also])
-        if ref.role == "exclude":
-            return SelectionError(
-                f"{found}; {what} is excluded, so its rows cannot change: preserve it instead, or sync it"
-            )
-        return SelectionError(f"{found}; {what} is synced by this run and cannot lose those parent rows")
-
-    # Rows pointing at rows of the run's tables that the snapshot no longer has.
-    stuck: list[tuple[Reference, str, int, str]] = []
-    for ref in plan.children_outside:
-        tp = plan.table(ref.fk.ref)
-        if not tp.deletes or not set(ref.fk.ref_columns) <= set(tp.columns):
-            continue  # merge removes no row: nothing outside loses its parent
-        remaining = snapshot_rows(tp, shadows[tp.table_key], ref.fk.ref_columns)
-        counted = count_orphans(cur, ref.table.fk_relation(ref.fk), ref.fk, remaining)
-        if not counted.rows:
-            continue
-        sample = fmt_sample(list(counted.sample))
-        if ref.role in ("unselected", "exclude"):
-            stuck.append((ref, tp.qualified, counted.rows, sample))
-            continue
-        entry, kept_note = entry_for(ref)
-        reason = f"{ref.fk.name}: referenced {tp.qualified} rows that production no longer has{kept_note}"
-        entry.mark_orphans(cur, ref.fk, orphan_condition(ref.fk, remaining), tp.table_key, reason)
-        samples.setdefault(ref.table.key, f"{', '.join(ref.fk.columns)} = {sample}")
-    if stuck:
-        unselected = [r.table.key for r, *_ in stuck if r.role == "unselected"]
-        first = next((x for x in stuck if x[0].role == "exclude"), stuck[0])
-        raise blocked(*first, also=unselected)
-
-    # Rows pointing at rows marked for removal above, until nothing more is marked.
-    frontier = list(doomed)
-    while frontier:
-        parent_key = frontier.pop(0)
-        parent = doomed[parent_key]
-        for child, fk in plan.staging.referencing(*parent_key):
-            ref = Reference(child, fk, plan.role_of(child.key))
-            cond = _referencing_marked(fk, parent)
-            if ref.role in ("unselected", "exclude", "run"):
-                cur.execute(sql.SQL("SELECT count(*) FROM {} c WHERE {}").format(child.fk_relation(fk), cond))
-                rows = cur.fetchone()[0]
-                if rows:
-                    raise blocked(ref, qualified(parent_key), rows, "…", [])
-                continue
-            entry, kept_note = entry_for(ref)
-            reason = f"{fk.name}: referenced {qualified(parent_key)} rows this sync removes{kept_note}"
-            if entry.mark_referencing(cur, fk, parent, reason) and entry.remove and child.key not in frontier:
-                frontier.append(child.key)
-
-    everything = [*doomed.values(), *kept]
-    if not any(a.rows for a in everything):
+    children = _Children(cur, plan)
+    children.find(runs)
+    children.close_over()
+    if not any(m.rows for m in (*children.doomed.values(), *children.kept)):
         return []
-    if orphans_policy == "fail":
-        first = next(a for a in everything if a.rows)
-        key = first.table.key
-        cause, constraint, _, _ = first.groups(cur)[0]
-        raise OrphanError(
-            f"{first.rows} row(s) of preserved table {qualified(key)} reference {qualified(cause)} rows "
-            f"that production no longer has ({samples.get(key, constraint)}); 'orphans: fail' stops the "
-            "run and nothing was changed; set 'orphans: delete' to back them up and remove them"
-        )
-
-    stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
-    results: list[OrphanBackup] = []
-
-    def back_up(entry: _Affected, unless: _Affected | None) -> TableKey:
-        """Copy the marked rows (but those `unless` marks) to the backup table, each with its own reason."""
-        with about_table("backing up preserved rows of", entry.table.qualified):
-            backup = _ensure_backup_table(cur, entry.table.key, stamp)
-            names = [c.name for c in entry.table.columns]
-            cur.execute(
-                sql.SQL(
-                    "INSERT INTO {backup} ({cols}, sync_run_id, sync_reason) SELECT {ccols}, %s, m.reason"
-                    " FROM {rel} c JOIN {marks} m ON m.rel = c.tableoid AND m.row_id = c.ctid WHERE {unless}"
-                ).format(
-                    backup=ident(backup),
-                    cols=cols(names),
-                    ccols=cols(names, "c"),
-                    rel=entry.table.relation(),
-                    marks=entry.marks,
-                    unless=sql.SQL("NOT {}").format(unless.marked()) if unless is not None else sql.SQL("true"),
-                ),
-                (run_id,),
-            )
-        return backup
-
-    def report(entry: _Affected, backup: TableKey, verb: str) -> None:
-        for cause, constraint, reason, rows in entry.groups(cur):
-            results.append(OrphanBackup(entry.table.key, cause, constraint, rows, backup, removed=entry.remove))
-            log(f"{verb} {rows} row(s) of {entry.table.qualified} to {qualified(backup)} ({reason})")
-
-    for entry in kept:
-        if entry.rows:
-            # Rows removed anyway are backed up once, below.
-            report(entry, back_up(entry, doomed.get(entry.table.key)), "backed up")
-
-    parents = {k: [fk.ref for fk in d.table.foreign_keys] for k, d in doomed.items()}
-    for key in reversed(fk_order(list(doomed), parents)):
-        entry = doomed[key]
-        if not entry.rows:
-            continue
-        backup = back_up(entry, None)
-        with about_table("removing orphaned rows of", entry.table.qualified):
-            cur.execute(sql.SQL("DELETE FROM {} c WHERE {}").format(entry.table.relation(), entry.marked()))
-        report(entry, backup, "moved")
-    return results
+    if policy == OrphanPolicy.FAIL:
+        children.refuse()
+    return children.back_up_and_remove(run_id, observer)

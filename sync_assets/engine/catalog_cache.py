@@ -11,9 +11,10 @@ from pathlib import Path
 
 import psycopg
 
-from sync_assets.engine.catalog import Catalog, introspect
+from sync_assets.engine.catalog import Catalog
 from sync_assets.engine.connections import PRODUCTION_ENV, STAGING_ENV, Endpoint
 from sync_assets.engine.errors import SyncError
+from sync_assets.engine.introspect import introspect
 
 CACHE_ENV = "SYNC_ASSETS_CATALOG_CACHE"
 # Building the UI must not hang on an unreachable production server.

@@ -1,22 +1,39 @@
-"""The optional YAML config (path in SYNC_ASSETS_CONFIG): what to sync and how."""
+"""The optional YAML config (path in SYNC_ASSETS_CONFIG): what to sync and how, as one typed model.
+
+Every setting and its default is a field of SyncConfig; unknown settings are refused. The validators
+raise the sentences a user reads: each names the setting exactly as the YAML spells it.
+"""
 
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator, model_validator
 
 from sync_assets.engine.connections import SessionLimits
 from sync_assets.engine.errors import ConfigError
 
 CONFIG_ENV = "SYNC_ASSETS_CONFIG"
-ORPHAN_POLICIES = ("delete", "fail")
+
+
+class Mode(StrEnum):
+    MIRROR = "mirror"  # staging equals production
+    MERGE = "merge"  # new and changed rows arrive, nothing is deleted
+    INCREMENTAL = "incremental"  # like mirror, but only rows changed since the last run are read
+
+
+class OrphanPolicy(StrEnum):
+    """orphans: what happens to staging's own rows that would lose their parent row."""
+
+    DELETE = "delete"  # backed up, then removed
+    FAIL = "fail"  # the run stops and changes nothing
 
 
 class StagingTriggers(StrEnum):
@@ -27,15 +44,11 @@ class StagingTriggers(StrEnum):
     FIRE = "fire"  # they fire; foreign keys are checked row by row
 
 
-TRIGGER_SETTINGS = tuple(s.value for s in StagingTriggers)
-# mirror: staging equals production; merge: new and changed rows arrive, nothing is deleted;
-# incremental: like mirror, but only rows changed since the last run are read (deletes found by key).
-MODES = ("mirror", "merge", "incremental")
 # PostgreSQL's own spelling of a duration setting: a number with an optional unit.
 _DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|min)?\s*$")
 # Longer spans (the incremental overlap, the full reconciliation period) may also count hours and days.
 _SPAN = re.compile(r"^\s*(\d+)\s*(ms|s|min|h|d)\s*$")
-_SPAN_UNITS = {"ms": "milliseconds", "s": "seconds", "min": "minutes", "h": "hours", "d": "days"}
+_UNITS = {"ms": "milliseconds", "s": "seconds", "min": "minutes", "h": "hours", "d": "days", None: "milliseconds"}
 
 
 @dataclass(frozen=True, order=True)
@@ -50,20 +63,73 @@ class TableRef:
 
 
 @dataclass(frozen=True)
-class SyncConfig:
+class TableSetting:
+    """One entry of `tables`: a table's own mode and change column."""
+
+    table: TableRef
+    mode: Mode | None = None
+    column: str | None = None
+
+
+def _one_of(value: Any, enum: type[StrEnum], what: str) -> StrEnum:
+    try:
+        return enum(value)
+    except ValueError:
+        raise ValueError(f"{what} must be one of {', '.join(e.value for e in enum)}, got {value!r}") from None
+
+
+def _span(value: Any, key: str, allow_never: bool = False) -> timedelta | None:
+    """'30s', '5min', '2h', '7d'; 'never' where the setting can be switched off."""
+    if isinstance(value, timedelta) or (allow_never and value in ("never", None)):
+        return None if value == "never" else value
+    match = _SPAN.match(value) if isinstance(value, str) else None
+    if match is None:
+        never = " or 'never'" if allow_never else ""
+        raise ValueError(f"'{key}' must be a duration such as '90s', '5min', '2h' or '7d'{never}, got {value!r}")
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+def _table_ref(item: Any, key: str) -> TableRef:
+    if isinstance(item, TableRef):
+        return item
+    if isinstance(item, str) and item:
+        schema, dot, name = item.partition(".")
+        return TableRef(schema, name) if dot else TableRef(None, item)
+    if isinstance(item, dict) and set(item) == {"schema", "table"}:
+        return TableRef(str(item["schema"]), str(item["table"]))
+    raise ValueError(f"'{key}' entry {item!r} must be 'table', 'schema.table' or a mapping with 'schema' and 'table'")
+
+
+def _column_name(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{what} must be a column name, got {value!r}")
+    return value
+
+
+def _whole(value: Any, key: str, low: int, high: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise ValueError(f"'{key}' must be a whole number from {low} to {high}, got {value!r}")
+    return value
+
+
+class SyncConfig(BaseModel):
+    """Every setting of a sync, with its default."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
     schemas: tuple[str, ...] = ("public",)
-    preserve: tuple[TableRef, ...] = ()
+    preserve: tuple[TableRef, ...] = ()  # staging's own tables: never overwritten, their rows kept
     exclude: tuple[TableRef, ...] = ()
-    orphans: str = "delete"
-    lock_timeout: str = "2s"
-    workers: int = 4
+    orphans: OrphanPolicy = OrphanPolicy.DELETE
+    # How long the swap waits for a row lock before it gives up (and the run is retried).
+    lock_timeout: timedelta = timedelta(seconds=2)
+    workers: int = 4  # parallel readers of the one snapshot
     retries: int = 3
     retry_delay_seconds: float = 2.0
-    mode: str = "mirror"
-    table_modes: tuple[tuple[TableRef, str], ...] = ()  # per-table exceptions to `mode`
-    # Incremental mode: the column telling when a row last changed, per table where it differs.
+    mode: Mode = Mode.MIRROR
+    tables: tuple[TableSetting, ...] = ()  # per-table exceptions to `mode` and `incremental_column`
+    # Incremental mode: the column telling when a row last changed.
     incremental_column: str = "updated_at"
-    table_columns: tuple[tuple[TableRef, str], ...] = ()
     # Read back this much before the watermark: covers clocks of clients that set the column themselves.
     incremental_overlap: timedelta = timedelta(minutes=5)
     # An incremental table is read whole again (and compared row by row) when its last full read is older.
@@ -74,7 +140,123 @@ class SyncConfig:
     statement_timeout: timedelta | None = timedelta(hours=1)
     idle_in_transaction_timeout: timedelta = timedelta(minutes=5)
     max_runtime: timedelta | None = timedelta(minutes=30)
-    source: str = field(default="defaults", compare=False)
+
+    @field_validator("schemas", mode="before")
+    @classmethod
+    def _schemas(cls, value: Any) -> tuple[str, ...]:
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v for v in value):
+            raise ValueError(f"'schemas' must be a list of non-empty names, got {value!r}")
+        if not value:
+            raise ValueError("'schemas' must name at least one schema")
+        return tuple(value)
+
+    @field_validator("preserve", "exclude", mode="before")
+    @classmethod
+    def _tables(cls, value: Any, info: ValidationInfo) -> tuple[TableRef, ...]:
+        if value is None:
+            return ()
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"'{info.field_name}' must be a list of table names, got {value!r}")
+        return tuple(_table_ref(item, info.field_name) for item in value)
+
+    @field_validator("orphans", mode="before")
+    @classmethod
+    def _orphans(cls, value: Any) -> OrphanPolicy:
+        if value not in tuple(OrphanPolicy):
+            raise ValueError(f"'orphans' must be 'delete' or 'fail', got {value!r}")
+        return OrphanPolicy(value)
+
+    @field_validator("lock_timeout", mode="before")
+    @classmethod
+    def _lock_timeout(cls, value: Any) -> timedelta:
+        if isinstance(value, timedelta) and value > timedelta(0):
+            return value
+        spelled = f"{value}ms" if isinstance(value, int) and not isinstance(value, bool) else value
+        match = _DURATION.match(spelled) if isinstance(spelled, str) else None
+        # 0 would switch the timeout off: the swap could then wait forever behind a lock.
+        if match is None or int(match.group(1)) == 0:
+            raise ValueError(f"'lock_timeout' must be a positive duration such as '2s' or '500ms', got {value!r}")
+        return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _workers(cls, value: Any) -> int:
+        return _whole(value, "workers", 1, 64)
+
+    @field_validator("retries", mode="before")
+    @classmethod
+    def _retries(cls, value: Any) -> int:
+        return _whole(value, "retries", 0, 20)
+
+    @field_validator("retry_delay_seconds", mode="before")
+    @classmethod
+    def _delay(cls, value: Any) -> float:
+        if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"'retry_delay_seconds' must be a number >= 0, got {value!r}")
+        return float(value)
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _mode(cls, value: Any) -> Mode:
+        return Mode(_one_of(value, Mode, "'mode'"))
+
+    @field_validator("staging_triggers", mode="before")
+    @classmethod
+    def _triggers(cls, value: Any) -> StagingTriggers:
+        return StagingTriggers(_one_of(value, StagingTriggers, "'staging_triggers'"))
+
+    @field_validator("incremental_column", mode="before")
+    @classmethod
+    def _column(cls, value: Any) -> str:
+        return _column_name(value, "'incremental_column'")
+
+    @field_validator("tables", mode="before")
+    @classmethod
+    def _table_settings(cls, value: Any) -> tuple[TableSetting, ...]:
+        """`tables: {public.prices: {mode: incremental, column: changed_at}}`: settings of single tables."""
+        if value is None or isinstance(value, tuple):
+            return value or ()
+        if not isinstance(value, dict):
+            raise ValueError(f"'tables' must map table names to their settings, got {value!r}")
+        found = []
+        for name, settings in value.items():
+            if not isinstance(settings, dict) or set(settings) - {"mode", "column"}:
+                raise ValueError(f"'tables' entry {name!r} takes only 'mode' and 'column', got {settings!r}")
+            mode = settings.get("mode")
+            column = settings.get("column")
+            found.append(
+                TableSetting(
+                    _table_ref(name, "tables"),
+                    Mode(_one_of(mode, Mode, f"the mode of {name}")) if "mode" in settings else None,
+                    _column_name(column, f"the column of {name}") if "column" in settings else None,
+                )
+            )
+        return tuple(found)
+
+    @field_validator("incremental_overlap", "connect_timeout", "idle_in_transaction_timeout", mode="before")
+    @classmethod
+    def _spans(cls, value: Any, info: ValidationInfo) -> timedelta | None:
+        return _positive(_span(value, info.field_name), value, info.field_name)
+
+    @field_validator("reconcile_every", "statement_timeout", "max_runtime", mode="before")
+    @classmethod
+    def _span_or_never(cls, value: Any, info: ValidationInfo) -> timedelta | None:
+        return _positive(_span(value, info.field_name, allow_never=True), value, info.field_name)
+
+    @model_validator(mode="after")
+    def _preserve_or_exclude(self) -> SyncConfig:
+        both = sorted(set(self.preserve) & set(self.exclude))
+        if both:
+            raise ValueError(f"table {both[0]} is listed under both 'preserve' and 'exclude'")
+        return self
+
+    @property
+    def table_modes(self) -> tuple[tuple[TableRef, Mode], ...]:
+        return tuple((s.table, s.mode) for s in self.tables if s.mode is not None)
+
+    @property
+    def table_columns(self) -> tuple[tuple[TableRef, str], ...]:
+        return tuple((s.table, s.column) for s in self.tables if s.column is not None)
 
     def session_limits(self) -> SessionLimits:
         ms = lambda span: int(span.total_seconds() * 1000)  # noqa: E731
@@ -85,97 +267,27 @@ class SyncConfig:
         )
 
 
-_KEYS = {
-    "schemas",
-    "preserve",
-    "exclude",
-    "orphans",
-    "lock_timeout",
-    "workers",
-    "retries",
-    "retry_delay_seconds",
-    "mode",
-    "tables",
-    "incremental_column",
-    "incremental_overlap",
-    "reconcile_every",
-    "staging_triggers",
-    "connect_timeout",
-    "statement_timeout",
-    "idle_in_transaction_timeout",
-    "max_runtime",
-}
+_LIMITS = {"connect_timeout", "statement_timeout", "idle_in_transaction_timeout", "max_runtime"}
 
 
-def _str_list(value: Any, key: str, where: str) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise ConfigError(f"{where}: '{key}' must be a list of non-empty names, got {value!r}")
-    return value
+def _positive(span: timedelta | None, given: Any, key: str) -> timedelta | None:
+    """The session limits must be longer than zero: a zero would switch them off, or end every statement."""
+    if span is not None and key in _LIMITS and span <= timedelta(0):
+        raise ValueError(f"'{key}' must be longer than zero, got {given!r}")
+    return span
 
 
-def _table_refs(value: Any, key: str, where: str) -> tuple[TableRef, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        raise ConfigError(f"{where}: '{key}' must be a list of table names, got {value!r}")
-    refs = []
-    for item in value:
-        if isinstance(item, str) and item:
-            schema, dot, name = item.partition(".")
-            refs.append(TableRef(schema, name) if dot else TableRef(None, item))
-        elif isinstance(item, dict) and set(item) == {"schema", "table"}:
-            refs.append(TableRef(str(item["schema"]), str(item["table"])))
-        else:
-            raise ConfigError(
-                f"{where}: '{key}' entry {item!r} must be 'table', 'schema.table' "
-                "or a mapping with 'schema' and 'table'"
-            )
-    return tuple(refs)
-
-
-def _mode(value: Any, what: str, where: str) -> str:
-    if value not in MODES:
-        raise ConfigError(f"{where}: {what} must be one of {', '.join(MODES)}, got {value!r}")
-    return value
-
-
-def _span(value: Any, key: str, where: str, allow_never: bool = False) -> timedelta | None:
-    """'30s', '5min', '2h', '7d'; 'never' where the setting can be switched off."""
-    if allow_never and value in ("never", None):
-        return None
-    match = _SPAN.match(value) if isinstance(value, str) else None
-    if match is None:
-        never = " or 'never'" if allow_never else ""
-        raise ConfigError(
-            f"{where}: '{key}' must be a duration such as '90s', '5min', '2h' or '7d'{never}, got {value!r}"
-        )
-    return timedelta(**{_SPAN_UNITS[match.group(2)]: int(match.group(1))})
-
-
-def _column_name(value: Any, what: str, where: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{where}: {what} must be a column name, got {value!r}")
-    return value
-
-
-def _table_settings(
-    value: Any, where: str
-) -> tuple[tuple[tuple[TableRef, str], ...], tuple[tuple[TableRef, str], ...]]:
-    """`tables: {public.prices: {mode: incremental, column: changed_at}}`: settings of single tables."""
-    if value is None:
-        return (), ()
-    if not isinstance(value, dict):
-        raise ConfigError(f"{where}: 'tables' must map table names to their settings, got {value!r}")
-    modes, columns = [], []
-    for name, settings in value.items():
-        ref = _table_refs([name], "tables", where)[0]
-        if not isinstance(settings, dict) or set(settings) - {"mode", "column"}:
-            raise ConfigError(f"{where}: 'tables' entry {name!r} takes only 'mode' and 'column', got {settings!r}")
-        if "mode" in settings:
-            modes.append((ref, _mode(settings["mode"], f"the mode of {name}", where)))
-        if "column" in settings:
-            columns.append((ref, _column_name(settings["column"], f"the column of {name}", where)))
-    return tuple(modes), tuple(columns)
+def _first_problem(exc: ValidationError) -> str:
+    """The sentence of the first mistake: unknown settings first, then in the order of the fields."""
+    errors = exc.errors()
+    unknown = sorted(str(e["loc"][0]) for e in errors if e["type"] == "extra_forbidden")
+    if unknown:
+        known = ", ".join(sorted(SyncConfig.model_fields))
+        return f"unknown setting {', '.join(repr(k) for k in unknown)}; known settings are {known}"
+    order = list(SyncConfig.model_fields)
+    first = min(errors, key=lambda e: order.index(str(e["loc"][0])) if e["loc"] else len(order))
+    cause = (first.get("ctx") or {}).get("error")
+    return str(cause) if cause is not None else f"'{'.'.join(map(str, first['loc']))}': {first['msg']}"
 
 
 def parse_config(data: Any, where: str = "config") -> SyncConfig:
@@ -184,83 +296,10 @@ def parse_config(data: Any, where: str = "config") -> SyncConfig:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: the config must be a mapping of settings, got {type(data).__name__}")
-    unknown = sorted(set(map(str, data)) - _KEYS)
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown setting {', '.join(repr(k) for k in unknown)}; "
-            f"known settings are {', '.join(sorted(_KEYS))}"
-        )
-    schemas = tuple(_str_list(data.get("schemas", ["public"]), "schemas", where))
-    if not schemas:
-        raise ConfigError(f"{where}: 'schemas' must name at least one schema")
-    orphans = data.get("orphans", "delete")
-    if orphans not in ORPHAN_POLICIES:
-        raise ConfigError(f"{where}: 'orphans' must be 'delete' or 'fail', got {orphans!r}")
-    lock_timeout = data.get("lock_timeout", "2s")
-    if isinstance(lock_timeout, int) and not isinstance(lock_timeout, bool):
-        lock_timeout = f"{lock_timeout}ms"
-    match = _DURATION.match(lock_timeout) if isinstance(lock_timeout, str) else None
-    # 0 would switch the timeout off: the swap could then wait forever behind a lock.
-    if match is None or int(match.group(1)) == 0:
-        raise ConfigError(
-            f"{where}: 'lock_timeout' must be a positive duration such as '2s' or '500ms', got {lock_timeout!r}"
-        )
-    workers = data.get("workers", 4)
-    if not isinstance(workers, int) or isinstance(workers, bool) or not 1 <= workers <= 64:
-        raise ConfigError(f"{where}: 'workers' must be a whole number from 1 to 64, got {workers!r}")
-    retries = data.get("retries", 3)
-    if not isinstance(retries, int) or isinstance(retries, bool) or not 0 <= retries <= 20:
-        raise ConfigError(f"{where}: 'retries' must be a whole number from 0 to 20, got {retries!r}")
-    delay = data.get("retry_delay_seconds", 2.0)
-    if not isinstance(delay, int | float) or isinstance(delay, bool) or delay < 0:
-        raise ConfigError(f"{where}: 'retry_delay_seconds' must be a number >= 0, got {delay!r}")
-    mode = _mode(data.get("mode", "mirror"), "'mode'", where)
-    table_modes, table_columns = _table_settings(data.get("tables"), where)
-    column = _column_name(data.get("incremental_column", "updated_at"), "'incremental_column'", where)
-    overlap = _span(data.get("incremental_overlap", "5min"), "incremental_overlap", where)
-    reconcile = _span(data.get("reconcile_every", "7d"), "reconcile_every", where, allow_never=True)
-    triggers = data.get("staging_triggers", "auto")
-    if triggers not in TRIGGER_SETTINGS:
-        raise ConfigError(f"{where}: 'staging_triggers' must be one of {', '.join(TRIGGER_SETTINGS)}, got {triggers!r}")
-    limits = {
-        key: _span(data.get(key, default), key, where, allow_never=key in ("statement_timeout", "max_runtime"))
-        for key, default in (
-            ("connect_timeout", "10s"),
-            ("statement_timeout", "1h"),
-            ("idle_in_transaction_timeout", "5min"),
-            ("max_runtime", "30min"),
-        )
-    }
-    for key, span in limits.items():
-        if span is not None and span <= timedelta(0):
-            raise ConfigError(f"{where}: '{key}' must be longer than zero, got {data.get(key)!r}")
-    preserve = _table_refs(data.get("preserve"), "preserve", where)
-    exclude = _table_refs(data.get("exclude"), "exclude", where)
-    both = sorted(set(preserve) & set(exclude))
-    if both:
-        raise ConfigError(f"{where}: table {both[0]} is listed under both 'preserve' and 'exclude'")
-    return SyncConfig(
-        schemas=schemas,
-        preserve=preserve,
-        exclude=exclude,
-        orphans=orphans,
-        lock_timeout=lock_timeout.replace(" ", ""),
-        workers=workers,
-        retries=retries,
-        retry_delay_seconds=float(delay),
-        mode=mode,
-        table_modes=table_modes,
-        incremental_column=column,
-        table_columns=table_columns,
-        incremental_overlap=overlap or timedelta(0),
-        reconcile_every=reconcile,
-        staging_triggers=StagingTriggers(triggers),
-        connect_timeout=limits["connect_timeout"] or timedelta(seconds=10),
-        statement_timeout=limits["statement_timeout"],
-        idle_in_transaction_timeout=limits["idle_in_transaction_timeout"] or timedelta(minutes=5),
-        max_runtime=limits["max_runtime"],
-        source=where,
-    )
+    try:
+        return SyncConfig.model_validate({str(k): v for k, v in data.items()})
+    except ValidationError as exc:
+        raise ConfigError(f"{where}: {_first_problem(exc)}") from None
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> SyncConfig:

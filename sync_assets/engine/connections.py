@@ -183,3 +183,19 @@ def same_database_message(source: Endpoint, target: Endpoint) -> str:
         f"{PRODUCTION_ENV} and {STAGING_ENV} point at the same database ({source.describe()} and "
         f"{target.describe()}); refusing to sync a database onto itself"
     )
+
+
+def connect_both(source: Endpoint, target: Endpoint) -> tuple[psycopg.Connection, psycopg.Connection]:
+    """Open production (read-only) and staging; refuse when both are the same database."""
+    refuse_same_database(source, target)
+    prod = source.connect()
+    try:
+        staging = target.connect()
+    except BaseException:
+        prod.close()
+        raise
+    if server_identity(prod) == server_identity(staging):
+        prod.close()
+        staging.close()
+        raise SyncError(same_database_message(source, target))
+    return prod, staging

@@ -17,29 +17,25 @@ the previous run's listing began after that listing; one that was open then keep
 then. When no bound is known (the first run sees a stranger's transaction), the next run reads the
 table whole, and the log says why.
 
-Both records live in the bookkeeping schema and are written inside the swap transaction, so a run that
-fails or is rolled back (a dry run) leaves them as they were.
+Both records (the watermarks, watermarks.py, and the listing, here) live in the bookkeeping schema and
+are written inside the swap transaction, so a run that fails or is rolled back (a dry run) leaves them
+as they were.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 import psycopg
 from psycopg import sql
 
-from sync_assets.engine.config import SyncConfig
+from sync_assets.engine.bookkeeping import table_exists
 from sync_assets.engine.connections import server_identity
-from sync_assets.engine.plan import SyncPlan, TableKey, qualified
 from sync_assets.engine.shadows import BOOKKEEPING_SCHEMA
 
-STATE_TABLE = sql.Identifier(BOOKKEEPING_SCHEMA, "incremental_state")
 OBSERVATION_TABLE = sql.Identifier(BOOKKEEPING_SCHEMA, "open_transactions")
-
-Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -77,15 +73,6 @@ class Observation:
             return None
         since = "open since" if oldest.seen_start else "possibly open since"
         return f"production transaction {oldest.ident} was {since} {oldest.started:%Y-%m-%d %H:%M:%S%z}"
-
-
-@dataclass(frozen=True)
-class TableState:
-    column: str
-    production: str
-    watermark: datetime | None
-    reconciled_at: datetime
-    note: str | None
 
 
 def production_identity(conn: psycopg.Connection) -> str:
@@ -143,13 +130,8 @@ def observe(conn: psycopg.Connection, production: str, previous: Observation | N
     return Observation(production, at, tuple(found))
 
 
-def _exists(conn: psycopg.Connection | psycopg.Cursor, table: sql.Identifier) -> bool:
-    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table.as_string(conn),)).fetchone()
-    return bool(row and row[0])
-
-
 def load_observation(conn: psycopg.Connection, production: str) -> Observation | None:
-    if not _exists(conn, OBSERVATION_TABLE):
+    if not table_exists(conn, OBSERVATION_TABLE):
         return None
     row = conn.execute(
         sql.SQL("SELECT observed_at, open FROM {} WHERE production = %s").format(OBSERVATION_TABLE), (production,)
@@ -162,77 +144,8 @@ def load_observation(conn: psycopg.Connection, production: str) -> Observation |
     return Observation(production, row[0], listed)
 
 
-def load_states(conn: psycopg.Connection) -> dict[TableKey, TableState]:
-    if not _exists(conn, STATE_TABLE):
-        return {}
-    rows = conn.execute(
-        sql.SQL(
-            "SELECT table_schema, table_name, column_name, production, watermark, reconciled_at, note FROM {}"
-        ).format(STATE_TABLE)
-    ).fetchall()
-    return {(r[0], r[1]): TableState(*r[2:]) for r in rows}
-
-
-def _full_read_reason(
-    state: TableState | None, column: str, observation: Observation, config: SyncConfig, reconcile: bool
-) -> str | None:
-    """Why an incremental table must be read whole this time, or None when its watermark holds."""
-    if reconcile:
-        return "full reconciliation asked for"
-    if state is None:
-        return "first incremental run"
-    if state.production != observation.production:
-        return "production is another database than at the last run"
-    if state.column != column:
-        return f"the change column was {state.column} at the last run"
-    if state.watermark is None:
-        return state.note or "the last run could not prove a watermark"
-    if config.reconcile_every is not None and observation.at - state.reconciled_at >= config.reconcile_every:
-        return f"last read whole at {state.reconciled_at:%Y-%m-%d %H:%M%z} (reconcile_every)"
-    return None
-
-
-def plan_reads(
-    plan: SyncPlan,
-    states: dict[TableKey, TableState],
-    observation: Observation | None,
-    config: SyncConfig,
-    reconcile: bool,
-) -> SyncPlan:
-    """Set, per incremental table, from when its rows are read (or that it is read whole, and why)."""
-    tables = []
-    for tp in plan.tables:
-        if tp.mode != "incremental" or tp.incremental_column is None:
-            tables.append(tp)
-            continue
-        state = states.get(tp.table_key)
-        if observation is None:
-            reason: str | None = "the production role may not list open transactions (pg_locks)"
-        else:
-            reason = _full_read_reason(state, tp.incremental_column, observation, config, reconcile)
-        if reason is not None or state is None or state.watermark is None:
-            tables.append(replace(tp, since=None, notes=(*tp.notes, f"read whole: {reason}")))
-            continue
-        since = state.watermark - config.incremental_overlap
-        note = f"reading rows with {tp.incremental_column} >= {since:%Y-%m-%d %H:%M:%S%z}"
-        tables.append(replace(tp, since=since, notes=(*tp.notes, note)))
-    return replace(plan, tables=tuple(tables))
-
-
-_CREATE_STATE = """
-CREATE TABLE IF NOT EXISTS {state} (
-    table_schema text NOT NULL,
-    table_name text NOT NULL,
-    column_name text NOT NULL,
-    production text NOT NULL,
-    watermark timestamptz,
-    reconciled_at timestamptz NOT NULL,
-    note text,
-    run_id text NOT NULL,
-    recorded_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (table_schema, table_name)
-);
-CREATE TABLE IF NOT EXISTS {observations} (
+_CREATE_OBSERVATIONS = """
+CREATE TABLE IF NOT EXISTS {} (
     production text PRIMARY KEY,
     observed_at timestamptz NOT NULL,
     open jsonb NOT NULL,
@@ -241,65 +154,9 @@ CREATE TABLE IF NOT EXISTS {observations} (
 """
 
 
-def _forget(cur: psycopg.Cursor, keys: list[TableKey]) -> None:
-    for key in keys:
-        cur.execute(sql.SQL("DELETE FROM {} WHERE table_schema = %s AND table_name = %s").format(STATE_TABLE), key)
-
-
-def record(
-    cur: psycopg.Cursor,
-    plan: SyncPlan,
-    observation: Observation | None,
-    states: dict[TableKey, TableState],
-    counts: dict[TableKey, tuple[int, int]],
-    run_id: str,
-    log: Log,
-) -> None:
-    """Inside the swap transaction: the new watermark of each incremental table of the run, and the
-    listing it rests on; tables of the run in other modes forget theirs (a later switch back to
-    incremental then starts with a whole read). counts: (production, staging) rows per table."""
-    incremental = [tp for tp in plan.tables if tp.mode == "incremental"]
-    if not incremental or observation is None:
-        if _exists(cur, STATE_TABLE):
-            _forget(cur, [tp.table_key for tp in plan.tables])
-        return
-    cur.execute(sql.SQL(_CREATE_STATE).format(state=STATE_TABLE, observations=OBSERVATION_TABLE))
-    for tp in plan.tables:
-        if tp.mode != "incremental":
-            _forget(cur, [tp.table_key])
-            continue
-        watermark, note = observation.watermark, None
-        if watermark is None:
-            note = observation.holding_back()
-        production_rows, staging_rows = counts[tp.table_key]
-        if tp.partial and production_rows != staging_rows:
-            # Staging's table did not hold the last run's state: something else changed it.
-            watermark = None
-            note = (
-                f"after reading only changed rows, staging had {staging_rows:,} rows and production "
-                f"{production_rows:,}: staging's table was changed outside the sync"
-            )
-            log(f"{tp.qualified}: {note}; the next run reads it whole")
-        previous = states.get(tp.table_key)
-        reconciled = previous.reconciled_at if tp.partial and previous is not None else observation.at
-        cur.execute(
-            sql.SQL(
-                "INSERT INTO {} (table_schema, table_name, column_name, production, watermark, reconciled_at, note,"
-                " run_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (table_schema, table_name) DO UPDATE"
-                " SET column_name = excluded.column_name, production = excluded.production,"
-                " watermark = excluded.watermark, reconciled_at = excluded.reconciled_at, note = excluded.note,"
-                " run_id = excluded.run_id, recorded_at = now()"
-            ).format(STATE_TABLE),
-            (
-                *tp.table_key,
-                tp.incremental_column,
-                observation.production,
-                watermark,
-                reconciled,
-                note,
-                run_id,
-            ),
-        )
+def save_observation(cur: psycopg.Cursor, observation: Observation, run_id: str) -> None:
+    """Inside the swap transaction: the listing the run's watermarks rest on, for the next run's bounds."""
+    cur.execute(sql.SQL(_CREATE_OBSERVATIONS).format(OBSERVATION_TABLE))
     listed = [{"ident": t.ident, "started": t.started.isoformat() if t.started else None} for t in observation.open]
     cur.execute(
         sql.SQL(
@@ -308,7 +165,3 @@ def record(
         ).format(OBSERVATION_TABLE),
         (observation.production, observation.at, json.dumps(listed), run_id),
     )
-    held = observation.holding_back()
-    if held:
-        names = ", ".join(qualified(tp.table_key) for tp in incremental)
-        log(f"incremental watermark of {names} held back: {held}")

@@ -11,8 +11,9 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
+from sync_assets.engine.catalog import qualified
 from sync_assets.engine.errors import SyncError
-from sync_assets.engine.plan import SyncPlan, TablePlan, qualified
+from sync_assets.engine.plan import SyncPlan, TablePlan
 
 FIX = "grant them, or use a role that has them (README.md, 'Privileges')"
 

@@ -17,10 +17,10 @@ from collections.abc import Callable
 import psycopg
 from psycopg import sql
 
-from sync_assets.engine.catalog import ForeignKey, Table
+from sync_assets.engine.catalog import ForeignKey, Table, TableKey, qualified
 from sync_assets.engine.errors import TableFailure
 from sync_assets.engine.foreign_keys import count_orphans
-from sync_assets.engine.plan import SyncPlan, TableKey, TablePlan, qualified
+from sync_assets.engine.plan import SyncPlan, TablePlan
 from sync_assets.engine.sql import fmt_sample
 
 

@@ -8,6 +8,7 @@ whether any were deleted at all).
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 import psycopg
@@ -17,10 +18,19 @@ from sync_assets.engine.sql import cols, match, not_null
 
 if TYPE_CHECKING:
     from sync_assets.engine.plan import TablePlan
+    from sync_assets.engine.table_run import TableRun
 
 BOOKKEEPING_SCHEMA = "sync_assets"
 SHADOW_PREFIX = "shadow_"
 KEYS_SUFFIX = "_keys"
+
+
+class Keys(StrEnum):
+    """How a table read partly learns which rows production deleted (fingerprints.py)."""
+
+    NOT_NEEDED = "not needed"  # read whole: the shadow holds every row
+    UNCHANGED = "unchanged"  # the key fingerprints match: nothing was deleted, no key shadow
+    COPIED = "copied"  # every production key copied into the key shadow
 
 
 class ShadowName(sql.Identifier):
@@ -30,15 +40,14 @@ class ShadowName(sql.Identifier):
         super().__init__(BOOKKEEPING_SCHEMA, name)
         self.name = name
 
+    @classmethod
+    def of_run(cls, run_tag: str, index: int) -> ShadowName:
+        return cls(f"{SHADOW_PREFIX}{run_tag}_{index}")
 
-def shadow_name(run_tag: str, index: int) -> ShadowName:
-    return ShadowName(f"{SHADOW_PREFIX}{run_tag}_{index}")
-
-
-def key_shadow_name(shadow: sql.Identifier) -> sql.Identifier:
-    """The keys-only companion of a shadow."""
-    assert isinstance(shadow, ShadowName), shadow
-    return ShadowName(shadow.name + KEYS_SUFFIX)
+    @property
+    def keys(self) -> ShadowName:
+        """The keys-only companion of a shadow."""
+        return ShadowName(self.name + KEYS_SUFFIX)
 
 
 def create_shadow(
@@ -53,16 +62,17 @@ def create_shadow(
     )
 
 
-def snapshot_rows(plan: TablePlan, shadow: sql.Identifier, columns: tuple[str, ...]) -> sql.Composable:
+def snapshot_rows(run: TableRun, columns: tuple[str, ...]) -> sql.Composable:
     """A relation (for FROM) holding these columns of every row the snapshot has.
 
     Fully read, that is the shadow. Partly read, it is the changed rows from the shadow plus staging's
     rows that are neither changed nor deleted: staging held the watermark's state of the rest.
     """
+    plan, shadow = run.plan, run.shadow
     if not plan.partial:
         return shadow
-    if plan.keys_copied:
-        keys = key_shadow_name(shadow)
+    if run.keys == Keys.COPIED:
+        keys = shadow.keys
         if set(columns) <= set(plan.key):
             return keys
         kept = sql.SQL("EXISTS (SELECT 1 FROM {} k WHERE {})").format(keys, match("k", plan.key, "t", plan.key))

@@ -1,0 +1,93 @@
+"""One table's record through a run: its frozen plan, its shadow, and what each step found and did.
+
+The extract fills in what it read, the swap what it changed and what staging then held; the Dagster
+layer reads the same object for metadata and checks. No step keeps a table's state anywhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sync_assets.engine.catalog import TableKey
+from sync_assets.engine.config import Mode
+from sync_assets.engine.content import Fingerprint, Unavailable
+from sync_assets.engine.plan import TablePlan
+from sync_assets.engine.shadows import Keys, ShadowName
+
+
+@dataclass
+class Changes:
+    """Rows that differ between staging and the snapshot, as the swap found and applied them."""
+
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    replaced_whole: bool = False
+    # Rows written by replacing a keyless table whole: more than the rows that differ.
+    rewritten: int = 0
+
+
+@dataclass
+class TableRun:
+    plan: TablePlan
+    shadow: ShadowName
+    # -- the extract
+    keys: Keys = Keys.NOT_NEEDED
+    keys_why: str = ""  # why every key was copied
+    production_rows: int = 0  # rows in the snapshot
+    read_rows: int = 0  # rows whose values moved: fewer than production_rows when only changes were read
+    bytes: int = 0
+    copy_seconds: float = 0.0
+    # The content fingerprint of the snapshot's rows (content.py), which staging's must match.
+    snapshot_print: Fingerprint | Unavailable | None = None
+    print_seconds: float = 0.0  # spent taking the snapshot's and staging's fingerprints
+    # -- the swap
+    changes: Changes = field(default_factory=Changes)
+    staging_rows: int = 0  # rows in staging after COMMIT
+    staging_print: Fingerprint | Unavailable | None = None  # taken just before COMMIT
+    triggers_fired: tuple[str, ...] = ()  # staging's own triggers that fired on the rows written
+    run_notes: list[str] = field(default_factory=list)  # what the run found out, beside the plan's notes
+
+    @property
+    def key(self) -> TableKey:
+        return self.plan.table_key
+
+    @property
+    def qualified(self) -> str:
+        return self.plan.qualified
+
+    @property
+    def key_shadow(self) -> ShadowName:
+        return self.shadow.keys
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        return (*self.plan.notes, *self.run_notes)
+
+    @property
+    def mode(self) -> Mode:
+        return self.plan.mode
+
+    @property
+    def binary(self) -> bool:
+        return self.plan.binary
+
+    @property
+    def inserted(self) -> int:
+        return self.changes.inserted
+
+    @property
+    def updated(self) -> int:
+        return self.changes.updated
+
+    @property
+    def deleted(self) -> int:
+        return self.changes.deleted
+
+    @property
+    def replaced_whole(self) -> bool:
+        return self.changes.replaced_whole
+
+    @property
+    def rewritten(self) -> int:
+        return self.changes.rewritten
