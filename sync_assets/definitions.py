@@ -14,7 +14,7 @@ from sync_assets.defs.assets import LOCK_TAG, SYNC_OP_NAME, SyncAssets, build_sy
 from sync_assets.defs.automation import build_schedule, build_sensor
 from sync_assets.defs.dry_run import build_dry_run_job
 from sync_assets.defs.notify import build_notification_sensors
-from sync_assets.defs.resources import ProductionDatabase, StagingDatabase
+from sync_assets.defs.resources import ProductionDatabase, StagingDatabase, SyncResource
 from sync_assets.engine import (
     PRODUCTION_ENV,
     STAGING_ENV,
@@ -97,7 +97,11 @@ def build_definitions(
             build_sensor(job, built.synced, layout_config, production, problem),
             *build_notification_sensors([job]),
         ],
-        resources={"production": production, "staging": staging},
+        resources={
+            "production": production,
+            "staging": staging,
+            "sync": SyncResource(production=production, staging=staging),
+        },
     )
 
 

@@ -154,9 +154,8 @@ class Pair:
         if isinstance(config, str):
             config = parse_config(yaml.safe_load(config) or {})
         target = target or self.target
-        return run_sync(
-            self.source, target, config or SyncConfig(), selection, observer=Recorder() if observer is None else observer, dry_run=dry_run
-        )
+        observer = Recorder() if observer is None else observer
+        return run_sync(self.source, target, config or SyncConfig(), selection, observer=observer, dry_run=dry_run)
 
     def assert_equal(self, tables: list[str] | tuple[str, ...]) -> None:
         """Staging holds exactly production's rows in these tables, every column, duplicates counted."""

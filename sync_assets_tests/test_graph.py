@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from sync_assets.engine.graph import acyclic_parents, fk_order
 from sync_assets.engine.column_types import types_compatible
+from sync_assets.engine.graph import acyclic_parents, fk_order
 
 
 def test_parents_come_first() -> None:

@@ -1,7 +1,8 @@
 """The Dagster assets: one subsettable multi-asset for every synced table, and the preserved tables' checks.
 
 One op syncs every selected table so that they share one production snapshot and one staging swap
-transaction; each table is still its own asset with its own deps, metadata and checks.
+transaction; each table is still its own asset with its own deps, metadata and checks. The op's body
+delegates: the sync resource runs the engine, this module turns its result into events.
 """
 
 from collections.abc import Callable, Iterator
@@ -11,7 +12,6 @@ from typing import Any
 from dagster import (
     AssetCheckKey,
     AssetCheckResult,
-    AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
@@ -29,22 +29,11 @@ from dagster import AssetChecksDefinition as ChecksDefinition
 from pydantic import Field
 
 from sync_assets.defs.automation import freshness_policy
-from sync_assets.defs.checks import (
-    CONTENT_CHECK,
-    CONTENT_DESCRIPTION,
-    NO_ORPHANS_CHECK,
-    NO_ORPHANS_DESCRIPTION,
-    ROW_COUNT_CHECK,
-    ROW_COUNT_DESCRIPTION,
-    Evidence,
-    content_check,
-    orphans_check,
-    row_count_check,
-)
+from sync_assets.defs.checks import ROW_COUNT_CHECK, Evidence, content_check, orphans_check, row_count_check
 from sync_assets.defs.failures import failure_for
-from sync_assets.defs.metadata import column_schema, orphan_summary, table_metadata, table_name
-from sync_assets.defs.resources import ProductionDatabase, RunLog, StagingDatabase
-from sync_assets.defs.translator import group_of, production_key, staging_key
+from sync_assets.defs.metadata import orphan_summary, table_metadata
+from sync_assets.defs.resources import RunLog, StagingDatabase, SyncResource
+from sync_assets.defs.translator import Translator, staging_key
 from sync_assets.engine import (
     Catalog,
     ConfigError,
@@ -53,13 +42,9 @@ from sync_assets.engine import (
     Roles,
     SyncConfig,
     SyncError,
-    SyncResult,
-    Table,
     TableKey,
-    compare_now,
     qualified,
     resolve_roles,
-    run_sync,
 )
 
 SYNC_OP_NAME = "sync_staging"
@@ -68,7 +53,6 @@ SYNC_OP_NAME = "sync_staging"
 # every later run launched from the command line then waits for that slot with no end (measured:
 # test_dagster_faults' killed run). Past the queue, staging's advisory lock refuses a second sync.
 LOCK_TAG = "sync_assets/lock"
-KIND = "postgres"
 
 
 class SyncRunConfig(Config):
@@ -100,17 +84,32 @@ class Layout:
     catalog: Catalog  # production's
     staging: Catalog  # staging's, for the preserved tables (which production may lack)
     roles: Roles
-    checked_preserved: tuple[TableKey, ...]  # preserved tables with foreign keys to check
+    table_for: dict[AssetKey, TableKey]  # every asset shown, back to its table
 
     @classmethod
     def build(cls, catalog: Catalog, staging: Catalog, config: SyncConfig) -> "Layout":
         roles = resolve_roles(catalog, staging, config)
-        return cls(catalog, staging, roles, tuple(k for k in roles.preserved if staging.tables[k].foreign_keys))
+        table_for: dict[AssetKey, TableKey] = {}
+        for key in (*roles.synced, *roles.preserved):
+            other = table_for.setdefault(staging_key(key), key)
+            if other != key:
+                raise ConfigError(
+                    f"tables {qualified(other)} and {qualified(key)} would both be the Dagster asset "
+                    f"{staging_key(key).to_user_string()}; exclude one of them"
+                )
+        return cls(catalog, staging, roles, table_for)
 
+    @property
+    def checked_preserved(self) -> tuple[TableKey, ...]:
+        """Preserved tables with foreign keys to check."""
+        return tuple(k for k in self.roles.preserved if self.staging.tables[k].foreign_keys)
 
-def _description(table: Table, note: str | None) -> str:
-    text = table.comment or f"Production table {table.qualified}, kept in step in staging by sync_assets."
-    return f"{text}\n\n{note}" if note else text
+    def preserved_parents(self, key: TableKey) -> list[AssetKey]:
+        """A preserved table's parents among the tables shown, by staging's foreign keys."""
+        shown = set(self.roles.synced) | set(self.roles.preserved)
+        return sorted(
+            {staging_key(fk.ref) for fk in self.staging.tables[key].foreign_keys if fk.ref in shown and fk.ref != key}
+        )
 
 
 def build_sync_assets(
@@ -126,76 +125,28 @@ def build_sync_assets(
     if loaded.catalog is None:
         return SyncAssets.empty()
     layout = Layout.build(loaded.catalog, staging_catalog, config)
-    catalog, roles = layout.catalog, layout.roles
-    table_for: dict[AssetKey, TableKey] = {}
-    for key in (*roles.synced, *roles.preserved):
-        other = table_for.setdefault(staging_key(key), key)
-        if other != key:
-            raise ConfigError(
-                f"tables {qualified(other)} and {qualified(key)} would both be the Dagster asset "
-                f"{staging_key(key).to_user_string()}; exclude one of them"
-            )
     note = loaded.note if loaded.source != "live" else None
-
-    fresh = freshness_policy(config)
-    specs = []
-    for key in roles.synced:
-        table = catalog.tables[key]
-        specs.append(
-            AssetSpec(
-                key=staging_key(key),
-                deps=[staging_key(p) for p in roles.parents[key]] + [production_key(key)],
-                description=_description(table, note),
-                group_name=group_of(key[0]),
-                kinds={KIND},
-                metadata={
-                    "dagster/table_name": table_name(staging_db, *key),
-                    "dagster/column_schema": column_schema(table),
-                    "catalog": loaded.source,
-                },
-                tags={"sync_assets/role": "synced"},
-                freshness_policy=fresh,
-            )
-        )
-    check_specs = [
-        AssetCheckSpec(name, asset=staging_key(key), description=description)
-        for key in roles.synced
-        for name, description in ((ROW_COUNT_CHECK, ROW_COUNT_DESCRIPTION), (CONTENT_CHECK, CONTENT_DESCRIPTION))
+    translator = Translator(freshness_policy(config), staging_db, loaded.source, note)
+    roles = layout.roles
+    assets: list[AssetsDefinition | AssetSpec] = [
+        _sync_op(layout, translator, config, config_loader),
+        *(translator.source(layout.catalog.tables[k]) for k in roles.synced),
+        *(translator.preserved(layout.staging.tables[k], layout.preserved_parents(k)) for k in roles.preserved),
     ]
-    external = [
-        AssetSpec(
-            key=production_key(key),
-            description=_description(catalog.tables[key], None),
-            group_name=f"production_{group_of(key[0])}",
-            kinds={KIND},
-            tags={"sync_assets/role": "source"},
-        )
-        for key in roles.synced
-    ]
-    shown = set(roles.synced) | set(roles.preserved)
+    checks: list[ChecksDefinition] = []
+    orphan_check_keys: list[AssetCheckKey] = []
+    if layout.checked_preserved:
+        checks.append(_orphans_checks(layout, translator))
+        orphan_check_keys = [
+            translator.orphans_check(k, layout.preserved_parents(k)).key for k in layout.checked_preserved
+        ]
+    return SyncAssets(assets, checks, {k: staging_key(k) for k in roles.synced}, orphan_check_keys)
 
-    def parents(key: TableKey) -> list[AssetKey]:
-        """A preserved table's parents among the tables shown, by staging's foreign keys."""
-        return sorted(
-            {staging_key(fk.ref) for fk in layout.staging.tables[key].foreign_keys if fk.ref in shown and fk.ref != key}
-        )
 
-    preserved_specs = [
-        AssetSpec(
-            key=staging_key(key),
-            deps=parents(key),
-            description=(
-                f"Staging's own {key[0]}.{key[1]}: preserved, never overwritten by the sync. Rows that would lose "
-                "their parent are backed up to the _backup table, then removed (per the 'orphans' setting)."
-            ),
-            group_name=group_of(key[0]),
-            kinds={KIND},
-            metadata={"dagster/column_schema": column_schema(layout.staging.tables[key])},
-            tags={"sync_assets/role": "preserved"},
-        )
-        for key in roles.preserved
-    ]
-
+def _sync_op(
+    layout: Layout, translator: Translator, config: SyncConfig, config_loader: Callable[[], SyncConfig]
+) -> AssetsDefinition:
+    roles = layout.roles
     retry = RetryPolicy(
         max_retries=config.retries,
         delay=config.retry_delay_seconds,
@@ -205,86 +156,70 @@ def build_sync_assets(
 
     @multi_asset(
         name=SYNC_OP_NAME,
-        specs=specs,
-        check_specs=check_specs,
+        specs=[translator.synced(layout.catalog.tables[k], roles.parents[k]) for k in roles.synced],
+        check_specs=[spec for k in roles.synced for spec in translator.synced_checks(k)],
         can_subset=True,
         retry_policy=retry,
         op_tags={LOCK_TAG: "staging"},
     )
-    def sync_staging(
-        context: AssetExecutionContext, config: SyncRunConfig, production: ProductionDatabase, staging: StagingDatabase
-    ) -> Iterator[Any]:
+    def sync_staging(context: AssetExecutionContext, config: SyncRunConfig, sync: SyncResource) -> Iterator[Any]:
+        yield from sync_events(context, sync, layout.table_for, config_loader, config.reconcile)
+
+    return sync_staging
+
+
+def sync_events(
+    context: AssetExecutionContext,
+    sync: SyncResource,
+    table_for: dict[AssetKey, TableKey],
+    config_loader: Callable[[], SyncConfig],
+    reconcile: bool,
+) -> Iterator[Any]:
+    """Sync the selected tables, then judge the selected checks: a materialization per table synced, a
+    check result per check (on the run's evidence, or on both sides now for a table not synced)."""
+    sync.endpoints()
+    try:
+        run_config = config_loader()
+    except SyncError as exc:
+        raise failure_for(exc) from None
+    selected = {table_for[k] for k in context.selected_asset_keys}
+    observer = RunLog(context)
+    evidence: dict[TableKey, Evidence] = {}
+    if selected:
+        result = sync.run(run_config, selected, observer, reconcile=reconcile)
+        assert result.plan is not None
+        observer.reached(Point.REPORTED)
+        if result.orphans:
+            context.log.warning(orphan_summary(result.orphans))
+        target, source = sync.staging.endpoint(), sync.production.endpoint()
+        for tp in result.plan.tables:
+            table = result.tables[tp.table_key]
+            metadata = table_metadata(table, tp.target, target.dbname, result, source.describe())
+            yield MaterializeResult(asset_key=staging_key(tp.table_key), metadata=metadata)
+        evidence = {k: Evidence.of_run(t) for k, t in result.tables.items()}
+    checks = sorted(context.selected_asset_check_keys, key=lambda k: (k.asset_key.to_string(), k.name))
+    unsynced = {table_for[c.asset_key] for c in checks} - set(evidence)
+    if unsynced:
+        evidence |= sync.evidence_now(run_config, unsynced)
+    for check_key in checks:
+        judge = row_count_check if check_key.name == ROW_COUNT_CHECK else content_check
+        yield judge(check_key, evidence[table_for[check_key.asset_key]])
+    unread = next((e.problem for e in evidence.values() if e.problem is not None), None)
+    if unread is not None:
+        raise Failure(description=f"the checks could not read both sides: {unread}", allow_retries=False)
+
+
+def _orphans_checks(layout: Layout, translator: Translator) -> ChecksDefinition:
+    specs = [translator.orphans_check(k, layout.preserved_parents(k)) for k in layout.checked_preserved]
+
+    @multi_asset_check(name="preserved_tables_no_orphans", specs=specs, can_subset=True)
+    def preserved_no_orphans(context, staging: StagingDatabase) -> Iterator[AssetCheckResult]:
         try:
-            source, target = production.endpoint(), staging.endpoint()
-            run_config = config_loader()
+            conn = staging.endpoint().connect()
         except SyncError as exc:
             raise failure_for(exc) from None
-        selected = {table_for[k] for k in context.selected_asset_keys}
-        observer = RunLog(context)
-        result: SyncResult | None = None
-        try:
-            if selected:
-                result = run_sync(source, target, run_config, selected, observer=observer, reconcile=config.reconcile)
-        except Exception as exc:
-            failure = failure_for(exc, source, target)
-            if isinstance(exc, SyncError):
-                raise failure from None
-            raise failure from exc
-        if result is not None:
-            assert result.plan is not None
-            observer.reached(Point.REPORTED)
-            if result.orphans:
-                context.log.warning(orphan_summary(result.orphans))
-            for tp in result.plan.tables:
-                yield MaterializeResult(
-                    asset_key=staging_key(tp.table_key),
-                    metadata=table_metadata(
-                        result.tables[tp.table_key], tp.target, target.dbname, result, source.describe()
-                    ),
-                )
+        with conn:
+            for check_key in sorted(context.selected_asset_check_keys, key=lambda k: k.asset_key.to_string()):
+                yield orphans_check(conn, layout.staging.tables[layout.table_for[check_key.asset_key]], check_key)
 
-        checks = sorted(context.selected_asset_check_keys, key=lambda k: (k.asset_key.to_string(), k.name))
-        evidence = {k: Evidence.of_run(t) for k, t in (result.tables if result is not None else {}).items()}
-        unsynced = {table_for[c.asset_key] for c in checks} - set(evidence)
-        if unsynced:
-            try:
-                evidence |= {k: Evidence.now(c) for k, c in compare_now(source, target, run_config, unsynced).items()}
-            except Exception as exc:
-                # Every check still says something: that it could not judge, and why.
-                problem = failure_for(exc, source, target).description or type(exc).__name__
-                evidence |= {k: Evidence.missing(problem) for k in unsynced}
-        for check_key in checks:
-            judge = row_count_check if check_key.name == ROW_COUNT_CHECK else content_check
-            yield judge(check_key, evidence[table_for[check_key.asset_key]])
-        unread = next((e.problem for e in evidence.values() if e.problem is not None), None)
-        if unread is not None:
-            raise Failure(description=f"the checks could not read both sides: {unread}", allow_retries=False)
-
-    assets: list[AssetsDefinition | AssetSpec] = [sync_staging, *external, *preserved_specs]
-    checks: list[ChecksDefinition] = []
-    orphan_check_keys: list[AssetCheckKey] = []
-    if layout.checked_preserved:
-        orphan_specs = [
-            AssetCheckSpec(
-                NO_ORPHANS_CHECK,
-                asset=staging_key(key),
-                additional_deps=parents(key),
-                description=NO_ORPHANS_DESCRIPTION,
-            )
-            for key in layout.checked_preserved
-        ]
-        orphan_check_keys = [s.key for s in orphan_specs]
-
-        @multi_asset_check(name="preserved_tables_no_orphans", specs=orphan_specs, can_subset=True)
-        def preserved_no_orphans(context, staging: StagingDatabase) -> Iterator[AssetCheckResult]:
-            target = staging.endpoint()
-            try:
-                conn = target.connect()
-            except SyncError as exc:
-                raise failure_for(exc) from None
-            with conn:
-                for check_key in sorted(context.selected_asset_check_keys, key=lambda k: k.asset_key.to_string()):
-                    yield orphans_check(conn, layout.staging.tables[table_for[check_key.asset_key]], check_key)
-
-        checks.append(preserved_no_orphans)
-    return SyncAssets(assets, checks, {k: staging_key(k) for k in roles.synced}, orphan_check_keys)
+    return preserved_no_orphans

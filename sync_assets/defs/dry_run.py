@@ -8,8 +8,8 @@ from pydantic import Field
 from sync_assets.defs.assets import LOCK_TAG
 from sync_assets.defs.failures import failure_for
 from sync_assets.defs.metadata import plan_markdown
-from sync_assets.defs.resources import ProductionDatabase, RunLog, StagingDatabase
-from sync_assets.engine import Endpoint, SyncConfig, TableKey, run_sync
+from sync_assets.defs.resources import RunLog, SyncResource
+from sync_assets.engine import SyncConfig, SyncError, TableKey
 
 DRY_RUN_JOB = "sync_dry_run"
 
@@ -25,9 +25,7 @@ def build_dry_run_job(synced: list[TableKey], config_loader, problem: str | None
     names = {f"{schema}.{name}": (schema, name) for schema, name in synced}
 
     @op(name="plan_sync", tags={LOCK_TAG: "staging"})
-    def plan_sync(
-        context: OpExecutionContext, config: DryRunConfig, production: ProductionDatabase, staging: StagingDatabase
-    ) -> Output[None]:
+    def plan_sync(context: OpExecutionContext, config: DryRunConfig, sync: SyncResource) -> Output[None]:
         """Run the sync without its COMMIT and report what it would change."""
         if problem is not None:
             raise Failure(description=problem, allow_retries=False)
@@ -39,13 +37,12 @@ def build_dry_run_job(synced: list[TableKey], config_loader, problem: str | None
                 allow_retries=False,
             )
         selection = {names[t] for t in config.tables} or None
-        endpoints: list[Endpoint] = []
+        sync.endpoints()
         try:
-            endpoints = [production.endpoint(), staging.endpoint()]
             run_config: SyncConfig = config_loader()
-            result = run_sync(*endpoints, run_config, selection, observer=RunLog(context), dry_run=True)
-        except Exception as exc:
-            raise failure_for(exc, *endpoints) from None
+        except SyncError as exc:
+            raise failure_for(exc) from None
+        result = sync.run(run_config, selection, RunLog(context), dry_run=True)
         markdown = plan_markdown(result)
         context.log.info(markdown)
         return Output(

@@ -1,10 +1,25 @@
-"""Dagster resources for the two databases; their URLs come from EnvVar so the UI never shows them."""
+"""Dagster resources: the two databases (URLs from EnvVar, so the UI never shows them) and the sync that
+runs between them; the ops delegate to it."""
 
 from __future__ import annotations
 
 from dagster import AssetExecutionContext, ConfigurableResource, OpExecutionContext
 
-from sync_assets.engine import PRODUCTION_ENV, STAGING_ENV, Endpoint, Observer, Pause
+from sync_assets.defs.checks import Evidence
+from sync_assets.defs.failures import failure_for
+from sync_assets.engine import (
+    PRODUCTION_ENV,
+    STAGING_ENV,
+    Endpoint,
+    Observer,
+    Pause,
+    SyncConfig,
+    SyncError,
+    SyncResult,
+    TableKey,
+    compare_now,
+    run_sync,
+)
 
 
 class ProductionDatabase(ConfigurableResource):
@@ -38,3 +53,45 @@ class RunLog(Observer):
 
     def warning(self, message: str) -> None:
         self.context.log.warning(message)
+
+
+class SyncResource(ConfigurableResource):
+    """The sync's I/O for the ops: they say what to sync, this runs it against the two databases and turns
+    every engine error into one clear Dagster Failure, credentials redacted."""
+
+    production: ProductionDatabase
+    staging: StagingDatabase
+
+    def endpoints(self) -> tuple[Endpoint, Endpoint]:
+        try:
+            return self.production.endpoint(), self.staging.endpoint()
+        except SyncError as exc:
+            raise failure_for(exc) from None
+
+    def run(
+        self,
+        config: SyncConfig,
+        selected: set[TableKey] | None,
+        observer: Observer,
+        *,
+        reconcile: bool = False,
+        dry_run: bool = False,
+    ) -> SyncResult:
+        source, target = self.endpoints()
+        try:
+            return run_sync(source, target, config, selected, observer=observer, dry_run=dry_run, reconcile=reconcile)
+        except Exception as exc:
+            failure = failure_for(exc, source, target)
+            if isinstance(exc, SyncError):
+                raise failure from None
+            raise failure from exc
+
+    def evidence_now(self, config: SyncConfig, keys: set[TableKey]) -> dict[TableKey, Evidence]:
+        """Both sides of tables the run did not sync, as they are now; where they cannot be read, every
+        check still says something: that it could not judge, and why."""
+        source, target = self.endpoints()
+        try:
+            return {k: Evidence.now(c) for k, c in compare_now(source, target, config, keys).items()}
+        except Exception as exc:
+            problem = failure_for(exc, source, target).description or type(exc).__name__
+            return {k: Evidence.missing(problem) for k in keys}
