@@ -42,18 +42,7 @@ def build_definitions(
     """Build the code location. Without arguments everything comes from the environment; tests pass
     URLs and a config directly. Never raises for an unreachable database or a bad config: the UI must
     load. Then every job fails with the reason, and sync_job's description says it."""
-    problem: str | None = None
-    config_loader: Callable[[], SyncConfig]
-    if config is not None:
-        layout_config = config
-        config_loader = lambda: config  # noqa: E731
-    else:
-        config_loader = load_config
-        try:
-            layout_config = load_config()
-        except ConfigError as exc:
-            problem = str(exc)
-            layout_config = SyncConfig()
+    layout_config, config_loader, problem = _config(config)
     prod_url = production_url if production_url is not None else os.environ.get(PRODUCTION_ENV)
     stg_url = staging_url if staging_url is not None else os.environ.get(STAGING_ENV)
     if catalog is None:
@@ -74,24 +63,13 @@ def build_definitions(
         except ConfigError as exc:
             unknown = "" if staging_catalog.catalog is not None else f" ({staging_catalog.note})"
             problem = f"{exc}{unknown}"
-    if problem is not None:
-        log.warning("sync_assets: cannot sync, every run fails until it is fixed: %s", problem)
-        job: JobDefinition | UnresolvedAssetJobDefinition = unavailable_job(problem)
-    else:
-        job = define_asset_job(
-            JOB_NAME,
-            selection=AssetSelection.assets(*built.synced.values()) | AssetSelection.checks(*built.orphan_checks),
-            description="Sync production into staging: one snapshot, one swap transaction, then the checks.",
-            # Run monitoring (dagster.yaml) terminates a run past its maximum runtime; the swap then rolls back.
-            tags={LOCK_TAG: "staging", **_max_runtime_tag(layout_config)},
-        )
-    dry_run = build_dry_run_job(list(built.synced), config_loader, problem)
+    job = _sync_job(built, layout_config, problem)
     production = ProductionDatabase(url=production_url if production_url is not None else EnvVar(PRODUCTION_ENV))
     staging = StagingDatabase(url=staging_url if staging_url is not None else EnvVar(STAGING_ENV))
     return Definitions(
         assets=built.assets,
         asset_checks=built.checks,
-        jobs=[job, dry_run],
+        jobs=[job, build_dry_run_job(list(built.synced), config_loader, problem)],
         schedules=[build_schedule(job)],
         sensors=[
             build_sensor(job, built.synced, layout_config, production, problem),
@@ -102,6 +80,33 @@ def build_definitions(
             "staging": staging,
             "sync": SyncResource(production=production, staging=staging),
         },
+    )
+
+
+def _config(given: SyncConfig | None) -> tuple[SyncConfig, Callable[[], SyncConfig], str | None]:
+    """The config the asset graph is laid out by, how each run reads its own, and what is wrong with it.
+
+    Runs read the file again, so that a config fixed since the code location loaded takes effect."""
+    if given is not None:
+        return given, lambda: given, None
+    try:
+        return load_config(), load_config, None
+    except ConfigError as exc:
+        return SyncConfig(), load_config, str(exc)
+
+
+def _sync_job(
+    built: SyncAssets, config: SyncConfig, problem: str | None
+) -> JobDefinition | UnresolvedAssetJobDefinition:
+    if problem is not None:
+        log.warning("sync_assets: cannot sync, every run fails until it is fixed: %s", problem)
+        return unavailable_job(problem)
+    return define_asset_job(
+        JOB_NAME,
+        selection=AssetSelection.assets(*built.synced.values()) | AssetSelection.checks(*built.orphan_checks),
+        description="Sync production into staging: one snapshot, one swap transaction, then the checks.",
+        # Run monitoring (dagster.yaml) terminates a run past its maximum runtime; the swap then rolls back.
+        tags={LOCK_TAG: "staging", **_max_runtime_tag(config)},
     )
 
 

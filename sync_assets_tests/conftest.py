@@ -20,9 +20,17 @@ from psycopg import sql
 
 from sync_assets.demo.localpg import free_port
 from sync_assets.demo.process import dagster_dev, start_group, stop_group
-from sync_assets.engine import Observer, Pause, SyncResult, run_sync
-from sync_assets.engine.config import SyncConfig, parse_config
-from sync_assets.engine.connections import PRODUCTION_ENV, STAGING_ENV, Endpoint
+from sync_assets.engine import (
+    PRODUCTION_ENV,
+    STAGING_ENV,
+    Endpoint,
+    Observer,
+    Pause,
+    SyncConfig,
+    SyncResult,
+    parse_config,
+    run_sync,
+)
 from sync_assets_tests import cruise
 from sync_assets_tests.pgcluster import (
     FAST_ROLE,

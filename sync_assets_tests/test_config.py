@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from sync_assets.engine.config import SyncConfig, TableRef, load_config, parse_config
+from sync_assets.engine import ConfigError, SyncConfig, TableRef, load_config, parse_config
 from sync_assets.engine.connections import SessionLimits
-from sync_assets.engine.errors import ConfigError
 
 
 def test_no_file_means_defaults(monkeypatch: pytest.MonkeyPatch) -> None:

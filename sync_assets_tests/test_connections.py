@@ -6,9 +6,7 @@ import socket
 
 import pytest
 
-from sync_assets.engine import run_sync
-from sync_assets.engine.config import SyncConfig
-from sync_assets.engine.connections import PRODUCTION_ENV, STAGING_ENV, Endpoint
+from sync_assets.engine import PRODUCTION_ENV, STAGING_ENV, Endpoint, SyncConfig, run_sync
 from sync_assets.engine.errors import ConfigError, ConnectError, SyncError
 from sync_assets_tests.conftest import Pair
 from sync_assets_tests.pgcluster import PROD_READER, STAGING_OWNER

@@ -10,8 +10,7 @@ import pytest
 from dagster import AssetCheckEvaluation, AssetKey, DagsterInstance
 
 from sync_assets.definitions import build_definitions
-from sync_assets.engine import SyncResult
-from sync_assets.engine.config import SyncConfig, parse_config
+from sync_assets.engine import SyncConfig, SyncResult, parse_config
 from sync_assets.engine.content import Fingerprint, Method, Scope
 from sync_assets_tests.conftest import Pair
 
@@ -223,7 +222,7 @@ def test_every_synced_asset_has_the_check(pair: Pair, tmp_path: Path) -> None:
 
 def test_checks_that_cannot_read_production_fail_saying_why_and_so_does_the_run(pair: Pair, tmp_path: Path) -> None:
     from sync_assets.demo.localpg import free_port
-    from sync_assets.engine.catalog_cache import load_catalog
+    from sync_assets.engine import load_catalog
 
     pair.run_both("CREATE TABLE t (id int PRIMARY KEY);")
     loaded = load_catalog(pair.prod_url, ("public",), tmp_path)

@@ -30,9 +30,7 @@ from dagster import (
 
 from sync_assets.definitions import build_definitions
 from sync_assets.defs.resources import ProductionDatabase
-from sync_assets.engine.catalog_cache import LoadedCatalog, load_catalog
-from sync_assets.engine.config import SyncConfig, parse_config
-from sync_assets.engine.write_counters import change_counters
+from sync_assets.engine import LoadedCatalog, SyncConfig, change_counters, load_catalog, parse_config
 from sync_assets_tests import cruise
 from sync_assets_tests.conftest import Pair, snapshot_tables, table_rows
 from sync_assets_tests.pgcluster import PROD_OWNER, PROD_READER, STAGING_OWNER, SUPERUSER_PASSWORD

@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 import pytest
 
-from sync_assets.engine.config import SyncConfig, parse_config
+from sync_assets.engine import SyncConfig, parse_config
 from sync_assets.engine.errors import ConfigError, DriftError, SelectionError, SyncError
 from sync_assets_tests import cruise
 from sync_assets_tests.conftest import Pair, table_rows

@@ -8,8 +8,7 @@ import yaml
 from dagster import DagsterInstance
 
 from sync_assets.definitions import build_definitions
-from sync_assets.engine.config import SyncConfig, parse_config
-from sync_assets.engine.errors import SyncError
+from sync_assets.engine import SyncConfig, SyncError, parse_config
 from sync_assets_tests import cruise, rental
 from sync_assets_tests.conftest import Pair, snapshot_tables
 from sync_assets_tests.pgcluster import FAST_ROLE

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sync_assets.engine.config import SyncConfig, parse_config
+from sync_assets.engine import SyncConfig, parse_config
 from sync_assets.engine.errors import ConfigError, DriftError, SyncError
 from sync_assets_tests.conftest import Pair, Recorder, snapshot_tables, table_rows
 
@@ -356,7 +356,7 @@ def test_staging_rows_with_a_null_key_are_removed(pair: Pair) -> None:
 
 
 def test_a_few_changed_rows_of_a_big_table_are_updated_by_key_probes(pair: Pair, monkeypatch) -> None:
-    from sync_assets.engine import apply
+    from sync_assets.engine import writes
 
     both(pair, "CREATE TABLE big (id int PRIMARY KEY, v text, n numeric)")
     pair.run_prod("INSERT INTO big SELECT i, 'v' || i, i * 1.5 FROM generate_series(1, 5000) i")
@@ -364,13 +364,13 @@ def test_a_few_changed_rows_of_a_big_table_are_updated_by_key_probes(pair: Pair,
     pair.run_staging("ANALYZE big")  # the planner's row estimate, which decides the way
     pair.run_prod("UPDATE big SET v = 'changed', n = n + 1 WHERE id % 1000 = 7; DELETE FROM big WHERE id = 1")
     decided: list[bool] = []
-    decide = apply._few_changed
+    decide = writes._few_changed
 
     def spy(*args: object) -> bool:
         decided.append(decide(*args))  # type: ignore[arg-type]
         return decided[-1]
 
-    monkeypatch.setattr(apply, "_few_changed", spy)
+    monkeypatch.setattr(writes, "_few_changed", spy)
     result = pair.sync()
     assert decided == [True]
     t = result.tables[("public", "big")]

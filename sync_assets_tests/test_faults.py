@@ -22,7 +22,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from sync_assets.engine.connections import PRODUCTION_ENV, STAGING_ENV
+from sync_assets.engine import PRODUCTION_ENV, STAGING_ENV
 from sync_assets.engine.observe import PAUSE_ENV, POINTS
 from sync_assets_tests import cruise
 from sync_assets_tests.conftest import Pair, Recorder, grant_reader, snapshot_tables, table_columns, table_rows

@@ -10,9 +10,7 @@ import yaml
 from dagster import AssetKey, DagsterInstance
 
 from sync_assets.definitions import build_definitions
-from sync_assets.engine import SyncResult, run_sync
-from sync_assets.engine.config import parse_config
-from sync_assets.engine.connections import PRODUCTION_ENV, Endpoint
+from sync_assets.engine import PRODUCTION_ENV, Endpoint, SyncResult, parse_config, run_sync
 from sync_assets.engine.errors import ConfigError, DriftError
 from sync_assets_tests.conftest import Pair, Recorder, table_rows
 

@@ -13,7 +13,7 @@ import yaml
 from dagster import DagsterEventType, DagsterInstance, build_run_status_sensor_context
 
 from sync_assets.definitions import build_definitions
-from sync_assets.engine.config import parse_config
+from sync_assets.engine import parse_config
 from sync_assets_tests import cruise
 from sync_assets_tests.conftest import Pair
 from sync_assets_tests.pgcluster import PROD_READER, STAGING_OWNER

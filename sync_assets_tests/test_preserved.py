@@ -13,7 +13,7 @@ import yaml
 from dagster import AssetCheckKey, AssetKey, DagsterInstance
 
 from sync_assets.definitions import build_definitions
-from sync_assets.engine.config import parse_config
+from sync_assets.engine import parse_config
 from sync_assets.engine.errors import ConfigError, OrphanError
 from sync_assets_tests import cruise
 from sync_assets_tests.conftest import Pair, snapshot_tables, table_rows

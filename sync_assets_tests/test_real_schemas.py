@@ -15,9 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from sync_assets.engine import Pause, Point
-from sync_assets.engine.connections import Endpoint
-from sync_assets.engine.errors import SelectionError, SyncError
+from sync_assets.engine import Endpoint, Pause, Point, SelectionError, SyncError
 from sync_assets.engine.observe import PAUSE_ENV
 from sync_assets_tests import rental
 from sync_assets_tests.conftest import Pair, Recorder, table_rows

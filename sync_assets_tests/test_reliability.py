@@ -14,9 +14,7 @@ import yaml
 from psycopg import sql
 
 from sync_assets.definitions import build_definitions
-from sync_assets.engine import Pause, Point, SyncResult, run_sync
-from sync_assets.engine.config import parse_config
-from sync_assets.engine.connections import STAGING_ENV, Endpoint
+from sync_assets.engine import STAGING_ENV, Endpoint, Pause, Point, SyncResult, parse_config, run_sync
 from sync_assets.engine.errors import SyncError, TableFailure
 from sync_assets_tests import cruise
 from sync_assets_tests.conftest import Pair, Recorder, grant_reader, snapshot_tables, table_rows

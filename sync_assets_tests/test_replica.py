@@ -6,9 +6,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from sync_assets.engine import SyncResult, run_sync
-from sync_assets.engine.config import parse_config
-from sync_assets.engine.connections import STAGING_ENV, Endpoint
+from sync_assets.engine import STAGING_ENV, Endpoint, SyncResult, parse_config, run_sync
 from sync_assets.engine.errors import TableFailure
 from sync_assets_tests import cruise, test_incremental
 from sync_assets_tests.conftest import Pair, Recorder, snapshot_tables, table_rows

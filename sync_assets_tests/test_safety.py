@@ -15,8 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from sync_assets.engine.connections import PRODUCTION_ENV, STAGING_ENV
-from sync_assets.engine.errors import is_transient
+from sync_assets.engine import PRODUCTION_ENV, STAGING_ENV, is_transient
 from sync_assets_tests import cruise
 from sync_assets_tests.conftest import Pair, Recorder, snapshot_tables
 
@@ -237,7 +236,7 @@ def test_dagster_retries_a_lost_connection_and_then_succeeds(cruise_pair: Pair, 
     import yaml
 
     from sync_assets.definitions import build_definitions
-    from sync_assets.engine.config import parse_config
+    from sync_assets.engine import parse_config
 
     config = parse_config(
         yaml.safe_load(cruise.CONFIG_YAML + "lock_timeout: 120s\nretries: 2\nretry_delay_seconds: 0.1\n")

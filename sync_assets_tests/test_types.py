@@ -6,8 +6,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from sync_assets.engine import SyncResult
-from sync_assets.engine.config import SyncConfig, parse_config
+from sync_assets.engine import SyncConfig, SyncResult, parse_config
 from sync_assets_tests.conftest import Pair, table_rows
 
 # A composite column cannot travel in binary COPY (type OIDs differ between databases): adding one to a
@@ -70,7 +69,7 @@ def sync_and_check(pair: Pair, n: int, force_text: bool, config: SyncConfig | No
     result = pair.sync(config)
     assert_all_equal(pair)
     t = result.tables[T]
-    assert t.binary is not force_text
+    assert t.plan.binary is not force_text
     assert (t.production_rows, t.staging_rows, t.inserted, t.updated, t.deleted) == (n, n, n, 0, 0)
     return result
 
@@ -109,8 +108,8 @@ def test_enum_and_enum_array(pair: Pair) -> None:
     result = pair.sync()
     assert_all_equal(pair)
     # an enum travels in binary COPY (as its label); an array of a user type cannot
-    assert result.tables[("public", "scalar_enum")].binary is True
-    assert result.tables[T].binary is False
+    assert result.tables[("public", "scalar_enum")].plan.binary is True
+    assert result.tables[T].plan.binary is False
     assert result.tables[T].inserted == 6
     with pair.staging() as conn:
         assert conn.execute("SELECT ms[2][2] IS NULL, array_dims(ms) FROM t WHERE id = 6").fetchone() == (
@@ -352,11 +351,11 @@ def test_composite_and_range_columns_force_text_copy(pair: Pair) -> None:
     )
     result = pair.sync()
     assert_all_equal(pair)
-    assert result.tables[("public", "comp")].binary is False
+    assert result.tables[("public", "comp")].plan.binary is False
     # a user-defined range (its OID differs between databases) forces text COPY; built-in ranges and
     # arrays of them carry no type OID that could differ, so they may travel in binary
-    assert result.tables[("public", "rng")].binary is False
-    assert result.tables[("public", "builtin_rng")].binary is True
+    assert result.tables[("public", "rng")].plan.binary is False
+    assert result.tables[("public", "builtin_rng")].plan.binary is True
     assert result.tables[("public", "builtin_rng")].inserted == 5
     assert result.tables[("public", "comp")].inserted == 5
     assert result.tables[("public", "rng")].inserted == 5

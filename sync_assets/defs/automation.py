@@ -96,44 +96,54 @@ def build_sensor(
         description="Syncs the tables production wrote to since the last look (pg_stat_user_tables counters).",
     )
     def production_changes(context: SensorEvaluationContext):
-        given = getattr(context.resources, "production", None)
-        try:
-            endpoint = _endpoint(given if isinstance(given, ProductionDatabase) else production)
-            with endpoint.connect(timeout=10) as conn:
-                current = change_counters(conn, config.schemas)
-        except SyncError as exc:
-            return SkipReason(f"cannot read production's counters: {exc}")
-        if not context.cursor:
-            return SensorResult(skip_reason="first look: counters recorded", cursor=_cursor(current, {}))
-        state = json.loads(context.cursor)
-        if "counters" not in state:  # a cursor written before runs were followed up
-            state = {"counters": state, "pending": {}}
-        pending, retry = _follow_up(context, state.get("pending", {}))
-        if problem is not None:
-            if state.get("problem") == problem:
-                return SensorResult(skip_reason=f"cannot sync, a run already failed saying why: {problem}")
-            if not changed_tables(state["counters"], current):
-                return SensorResult(skip_reason=f"no table changed (and cannot sync: {problem})", cursor=context.cursor)
-            request = RunRequest(tags={"sync_assets/trigger": SENSOR_NAME})
-            return SensorResult(run_requests=[request], cursor=_cursor(current, pending, problem))
-        names = sorted((set(changed_tables(state["counters"], current)) | retry) & set(by_name))
-        if not names:
-            # Counters of tables the sensor does not sync may still move: keep them current.
-            return SensorResult(skip_reason="no synced table changed", cursor=_cursor(current, pending))
-        active = context.instance.get_run_records(
-            filters=RunsFilter(job_name=job.name, statuses=ACTIVE_STATUSES), limit=1
-        )
-        if active:
-            # Keep the old cursor, so these changes are picked up once that run is done.
-            return SkipReason(f"a sync is running ({active[0].dagster_run.run_id}); will look again")
-        token = uuid.uuid4().hex
-        request = RunRequest(
-            asset_selection=[by_name[n] for n in names],
-            tags={"sync_assets/trigger": SENSOR_NAME, REQUEST_TAG: token},
-        )
-        return SensorResult(run_requests=[request], cursor=_cursor(current, {**pending, token: names}))
+        return _evaluate(context, job.name, by_name, config, production, problem)
 
     return production_changes
+
+
+def _evaluate(
+    context: SensorEvaluationContext,
+    job_name: str,
+    by_name: dict[str, AssetKey],
+    config: SyncConfig,
+    production: ProductionDatabase,
+    problem: str | None,
+) -> SensorResult | SkipReason:
+    """One look at production's write counters (build_sensor says what follows from it)."""
+    given = getattr(context.resources, "production", None)
+    try:
+        endpoint = _endpoint(given if isinstance(given, ProductionDatabase) else production)
+        with endpoint.connect(timeout=10) as conn:
+            current = change_counters(conn, config.schemas)
+    except SyncError as exc:
+        return SkipReason(f"cannot read production's counters: {exc}")
+    if not context.cursor:
+        return SensorResult(skip_reason="first look: counters recorded", cursor=_cursor(current, {}))
+    state = json.loads(context.cursor)
+    if "counters" not in state:  # a cursor written before runs were followed up
+        state = {"counters": state, "pending": {}}
+    pending, retry = _follow_up(context, state.get("pending", {}))
+    if problem is not None:
+        if state.get("problem") == problem:
+            return SensorResult(skip_reason=f"cannot sync, a run already failed saying why: {problem}")
+        if not changed_tables(state["counters"], current):
+            return SensorResult(skip_reason=f"no table changed (and cannot sync: {problem})", cursor=context.cursor)
+        request = RunRequest(tags={"sync_assets/trigger": SENSOR_NAME})
+        return SensorResult(run_requests=[request], cursor=_cursor(current, pending, problem))
+    names = sorted((set(changed_tables(state["counters"], current)) | retry) & set(by_name))
+    if not names:
+        # Counters of tables the sensor does not sync may still move: keep them current.
+        return SensorResult(skip_reason="no synced table changed", cursor=_cursor(current, pending))
+    active = context.instance.get_run_records(filters=RunsFilter(job_name=job_name, statuses=ACTIVE_STATUSES), limit=1)
+    if active:
+        # Keep the old cursor, so these changes are picked up once that run is done.
+        return SkipReason(f"a sync is running ({active[0].dagster_run.run_id}); will look again")
+    token = uuid.uuid4().hex
+    request = RunRequest(
+        asset_selection=[by_name[n] for n in names],
+        tags={"sync_assets/trigger": SENSOR_NAME, REQUEST_TAG: token},
+    )
+    return SensorResult(run_requests=[request], cursor=_cursor(current, {**pending, token: names}))
 
 
 def _endpoint(resource: ProductionDatabase) -> Endpoint:

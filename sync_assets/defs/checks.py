@@ -50,25 +50,22 @@ class Evidence:
 
     @classmethod
     def of_run(cls, table: TableResult) -> Evidence:
-        return cls(
-            "the snapshot this run copied",
-            table.production_rows,
-            table.staging_rows,
-            table.snapshot_print,
-            table.staging_print,
-            table.mode,
-            table.triggers_fired,
-        )
+        return cls.of("the snapshot this run copied", table)
 
     @classmethod
     def now(cls, comparison: Comparison) -> Evidence:
+        return cls.of("production now (this run did not sync the table)", comparison)
+
+    @classmethod
+    def of(cls, basis: str, seen: TableResult | Comparison) -> Evidence:
         return cls(
-            "production now (this run did not sync the table)",
-            comparison.production_rows,
-            comparison.staging_rows,
-            comparison.production,
-            comparison.staging,
-            comparison.mode,
+            basis,
+            seen.production_rows,
+            seen.staging_rows,
+            seen.snapshot_print,
+            seen.staging_print,
+            seen.mode,
+            seen.triggers_fired,
         )
 
 
@@ -165,7 +162,7 @@ def orphans_check(conn: psycopg.Connection, table: Table, check_key: AssetCheckK
         if not bad
         else "; ".join(
             f"{c.rows} row(s) reference missing {c.parent} rows via {c.constraint} "
-            f"({', '.join(c.columns)} e.g. {', '.join(str(s) for s in c.sample)})"
+            f"({', '.join(c.fk.columns)} e.g. {', '.join(str(s) for s in c.sample)})"
             for c in bad
         )
     )

@@ -54,7 +54,7 @@ def table_metadata(
         "swap_seconds": MetadataValue.float(round(result.swap_seconds, 4)),
         "rows_per_second": MetadataValue.float(round(rate, 1)),
         "preserved_rows_backed_up": MetadataValue.int(backed_up),
-        "copy_format": MetadataValue.text("binary" if table.binary else "text"),
+        "copy_format": MetadataValue.text("binary" if table.plan.binary else "text"),
         "replaced_whole": MetadataValue.bool(table.replaced_whole),
         # A keyless table that differs is rewritten whole: rows_inserted/rows_deleted count the rows
         # that differ, this the rows written.

@@ -8,6 +8,8 @@ then start switched on.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Any
 
 from dagster import (
     DagsterEventType,
@@ -102,10 +104,7 @@ def build_notification_sensors(jobs: list) -> list:
         description="Posts a summary of every finished sync, and any failed check, to SLACK_WEBHOOK_URL.",
     )
     def slack_on_sync_success(context: RunStatusSensorContext):
-        if not os.environ.get(SLACK_ENV):
-            return SkipReason(f"{SLACK_ENV} is not set")
-        post(success_message(context))
-        return None
+        return _post_if_configured(success_message, context)
 
     @run_failure_sensor(
         name="slack_on_sync_failure",
@@ -114,9 +113,13 @@ def build_notification_sensors(jobs: list) -> list:
         description="Posts every failed sync, with why and a link to the run, to SLACK_WEBHOOK_URL.",
     )
     def slack_on_sync_failure(context: RunFailureSensorContext):
-        if not os.environ.get(SLACK_ENV):
-            return SkipReason(f"{SLACK_ENV} is not set")
-        post(failure_message(context))
-        return None
+        return _post_if_configured(failure_message, context)
 
     return [slack_on_sync_success, slack_on_sync_failure]
+
+
+def _post_if_configured(message: Callable[[Any], str], context: RunStatusSensorContext) -> SkipReason | None:
+    if not os.environ.get(SLACK_ENV):
+        return SkipReason(f"{SLACK_ENV} is not set")
+    post(message(context))
+    return None

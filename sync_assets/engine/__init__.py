@@ -9,9 +9,9 @@ from sync_assets.engine.config import (
     OrphanPolicy,
     StagingTriggers,
     SyncConfig,
-    load_config,
-    parse_config,
+    TableRef,
 )
+from sync_assets.engine.config_file import load_config, parse_config
 from sync_assets.engine.connections import PRODUCTION_ENV, STAGING_ENV, Endpoint
 from sync_assets.engine.content import Fingerprint, Unavailable
 from sync_assets.engine.errors import ConfigError, SelectionError, SyncError, is_transient, redact
@@ -49,6 +49,7 @@ __all__ = [
     "SyncResult",
     "Table",
     "TableKey",
+    "TableRef",
     "TableResult",
     "TableRun",
     "Unavailable",

@@ -27,9 +27,10 @@ class Comparison:
 
     production_rows: int
     staging_rows: int
-    production: Fingerprint | Unavailable
-    staging: Fingerprint | Unavailable  # in merge mode: of staging's rows whose key production has
+    snapshot_print: Fingerprint | Unavailable  # production's, in one read-only snapshot
+    staging_print: Fingerprint | Unavailable  # in merge mode: of staging's rows whose key production has
     mode: Mode
+    triggers_fired: tuple[str, ...] = ()  # none: nothing was written
 
 
 def compare_now(
@@ -54,13 +55,12 @@ def compare_now(
 
 
 def _compare(prod: psycopg.Connection, staging: psycopg.Connection, tp: TablePlan, i: int) -> Comparison:
-    utf8 = tp.encodings_differ
-    in_production = content.take(prod, tp, tp.source.relation(), Scope.ACROSS, Side.PRODUCTION, utf8)
+    in_production = content.take(prod, tp, tp.source.relation(), Scope.ACROSS, Side.PRODUCTION)
     # Merge keeps rows production deleted: staging's rows are compared where production has the key.
     where = None if tp.deletes else _production_keys_in(prod, staging, tp, sql.Identifier(f"sync_keys_{i}"))
     method = in_production.method if isinstance(in_production, Fingerprint) else None
     rel = tp.target.relation()
-    in_staging = content.take(staging, tp, rel, Scope.ACROSS, Side.STAGING, utf8, method=method, where=where)
+    in_staging = content.take(staging, tp, rel, Scope.ACROSS, Side.STAGING, method=method, where=where)
     return Comparison(
         _rows(prod, tp.source, in_production),
         _rows(staging, tp.target, in_staging if where is None else None),

@@ -38,6 +38,11 @@ class Endpoint:
     env_var: str
     url: str = field(repr=False)  # holds the password
     limits: SessionLimits = SessionLimits()
+    # Read from the URL: where the database is, and as whom the sync connects.
+    host: str = field(init=False)
+    port: str = field(init=False)
+    dbname: str = field(init=False)
+    user: str = field(init=False)
 
     def __post_init__(self) -> None:
         if not self.url or not self.url.strip():
@@ -53,6 +58,14 @@ class Endpoint:
         if port and not all(p.strip().isdigit() for p in port.split(",")):
             raise ConfigError(f"{self.env_var} has an invalid port for the {self.side} database: expected a number")
         object.__setattr__(self, "_params", params)
+        found = {
+            "host": params.get("host") or params.get("hostaddr") or "localhost",
+            "port": params.get("port") or "5432",
+            "dbname": params.get("dbname") or params.get("user") or "",
+            "user": params.get("user") or "",
+        }
+        for name, value in found.items():
+            object.__setattr__(self, name, str(value))
 
     @property
     def params(self) -> dict[str, str]:
@@ -69,22 +82,6 @@ class Endpoint:
         if match and match.group(1):
             found |= {match.group(1), unquote(match.group(1))}
         return sorted(found, key=len, reverse=True)
-
-    @property
-    def host(self) -> str:
-        return str(self.params.get("host") or self.params.get("hostaddr") or "localhost")
-
-    @property
-    def port(self) -> str:
-        return str(self.params.get("port") or "5432")
-
-    @property
-    def dbname(self) -> str:
-        return str(self.params.get("dbname") or self.params.get("user") or "")
-
-    @property
-    def user(self) -> str:
-        return str(self.params.get("user") or "")
 
     def describe(self) -> str:
         """host:port/dbname, safe for logs and metadata."""

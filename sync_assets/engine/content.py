@@ -115,8 +115,10 @@ def _fixed_scale(column: Column) -> bool:
     return column.base_type == "numeric" and column.type.startswith("numeric(") and not column.is_array
 
 
-def column_expr(tp: TablePlan, col: str, scope: Scope, side: Side, method: Method, utf8: bool) -> sql.Composable:
-    """What a copied column contributes to a row's hash, on one side."""
+def column_expr(tp: TablePlan, col: str, scope: Scope, side: Side, method: Method) -> sql.Composable:
+    """What a copied column contributes to a row's hash, on one side. Across databases whose encodings
+    differ, text is hashed as UTF-8."""
+    utf8 = tp.encodings_differ
     target = tp.target.column(col)
     source = tp.source.column(col)
     assert target is not None and source is not None, col
@@ -166,7 +168,6 @@ def take(
     relation: sql.Composable,
     scope: Scope,
     side: Side,
-    utf8: bool = False,
     method: Method | None = None,
     where: sql.Composable | None = None,
     extra: sql.Composable | None = None,
@@ -180,13 +181,13 @@ def take(
         return Unavailable("PostgreSQL before 14 has no hash_record_extended to fingerprint rows with")
     reason = ""
     for attempt in [method] if method is not None else [Method.MIXED, Method.TEXT]:
-        exprs = [column_expr(tp, col, scope, side, attempt, utf8) for col in tp.columns]
+        exprs = [column_expr(tp, col, scope, side, attempt) for col in tp.columns]
         try:
             with conn.transaction():
                 row = conn.execute(_print_query(relation, exprs, where, extra)).fetchone()
         except errors.UndefinedFunction as exc:
             if extra is not None:
-                return take(conn, tp, relation, scope, side, utf8, method, where)
+                return take(conn, tp, relation, scope, side, method, where)
             reason = str(exc).splitlines()[0]
             continue
         assert row is not None

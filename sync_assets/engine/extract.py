@@ -91,7 +91,6 @@ class _Reader:
             plan.source.relation(),
             Scope.ACROSS,
             Side.PRODUCTION,
-            utf8=plan.encodings_differ,
             extra=fingerprints.key_sum(plan.key),
         )
         run.print_seconds += time.monotonic() - printed

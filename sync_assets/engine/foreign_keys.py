@@ -18,11 +18,19 @@ def count_rows(conn: psycopg.Connection, table: Table) -> int:
 
 @dataclass(frozen=True)
 class OrphanCount:
-    constraint: str
-    columns: tuple[str, ...]
-    parent: str
+    """Rows whose foreign key `fk` finds no parent row, with a few of their key values."""
+
+    fk: ForeignKey
     rows: int
     sample: tuple[tuple, ...]
+
+    @property
+    def constraint(self) -> str:
+        return self.fk.name
+
+    @property
+    def parent(self) -> str:
+        return f"{self.fk.ref_schema}.{self.fk.ref_table}"
 
 
 def orphan_condition(fk: ForeignKey, parent: sql.Composable) -> sql.Composable:
@@ -47,4 +55,4 @@ def count_orphans(
         cols = sql.SQL(", ").join(sql.Identifier("c", name) for name in fk.columns)
         cur.execute(sql.SQL("SELECT {} FROM {} c WHERE {} LIMIT 3").format(cols, child, cond))
         sample = cur.fetchall()
-    return OrphanCount(fk.name, fk.columns, f"{fk.ref_schema}.{fk.ref_table}", n, tuple(sample))
+    return OrphanCount(fk, n, tuple(sample))

@@ -10,11 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sync_assets.engine.catalog import Catalog, Column, ColumnSequence, ForeignKey, Identity, Table, TableKey
-from sync_assets.engine.column_types import columns_compatible, is_change_time
+from sync_assets.engine.catalog import Catalog, ColumnSequence, ForeignKey, Identity, Table, TableKey
 from sync_assets.engine.config import Mode, SyncConfig
+from sync_assets.engine.drift import copied_columns
 from sync_assets.engine.errors import ConfigError, DriftError, SelectionError
 from sync_assets.engine.graph import fk_groups
+from sync_assets.engine.modes import with_mode
 from sync_assets.engine.roles import Role, Roles, must_be_set, resolve_columns, resolve_modes, resolve_roles
 
 
@@ -114,62 +115,13 @@ class SyncPlan:
         return [f"{t.qualified}: {n}" for t in self.tables for n in t.notes]
 
 
-def _copied_columns(
-    source: Table, target: Table, staging: Catalog, prod_enums: dict
-) -> tuple[list[Column], list[str], list[str]]:
-    """Staging's columns that take production's values, staging's own columns, and notes; DriftError
-    where a column cannot take them."""
-    q = source.qualified
-    notes: list[str] = []
-    for col in source.columns:
-        if target.column(col.name) is None:
-            if col.generated:
-                notes.append(f"production's generated column {col.name} is not in staging")
-                continue
-            raise DriftError(
-                f"column {q}.{col.name} ({col.type}) exists in production but not in staging: "
-                "add it to staging's table, or exclude the table"
-            )
-    copied: list[Column] = []
-    extra: list[str] = []
-    for col in target.columns:
-        src = source.column(col.name)
-        if src is None:
-            if col.not_null and not col.has_default and not col.generated and not col.identity:
-                raise DriftError(
-                    f"column {q}.{col.name} exists only in staging and is NOT NULL without a default, so "
-                    "rows from production cannot be inserted: give it a default or drop NOT NULL"
-                )
-            extra.append(col.name)
-            continue
-        if col.generated:
-            if not src.generated:
-                notes.append(f"column {col.name} is generated in staging, so production's values are not copied")
-            continue
-        if not columns_compatible(src, col):
-            raise DriftError(
-                f"column {q}.{col.name} has incompatible types: {src.type} in production, {col.type} in staging"
-            )
-        if src.is_enum and col.is_enum:
-            missing = [lb for lb in prod_enums.get(src.base_type, ()) if lb not in staging.enums.get(col.base_type, ())]
-            if missing:
-                raise DriftError(
-                    f"column {q}.{col.name}: staging's enum type {col.base_type} lacks label(s) "
-                    f"{', '.join(repr(m) for m in missing)} that production has"
-                )
-        copied.append(col)
-    if extra:
-        notes.append(f"staging-only column(s) {', '.join(extra)} keep their defaults")
-    return copied, extra, notes
-
-
 def _plan_table(source: Table, target: Table | None, staging: Catalog, prod_enums: dict) -> TablePlan:
     if target is None:
         raise DriftError(
             f"staging has no table {source.qualified} (production has it): create it in staging, or list it "
             "under 'exclude'"
         )
-    copied, extra, notes = _copied_columns(source, target, staging, prod_enums)
+    copied, extra, notes = copied_columns(source, target, staging, prod_enums)
     names = tuple(c.name for c in copied)
     key = source.row_key
     if key and not set(key) <= set(names):
@@ -202,47 +154,6 @@ def _plan_table(source: Table, target: Table | None, staging: Catalog, prod_enum
         mimicked=tuple(drawn.values()),
         unmimicked=tuple(c for c in extra if c in target.sequence_defaults and c not in drawn),
     )
-
-
-def _incremental_problem(tp: TablePlan, column: str) -> str | None:
-    """Why the table cannot be read incrementally by this column, or None."""
-    if not tp.key:
-        return "needs a primary key (or unique NOT NULL key) to find deleted rows; it has none"
-    src = tp.source.column(column)
-    if src is None:
-        return f"has no column {column} in production to tell changed rows by"
-    if column not in tp.columns:
-        return f"does not copy its column {column} to staging"
-    if not is_change_time(src):
-        return f"has column {column} of type {src.type}, not a timestamp or date"
-    return None
-
-
-def _with_mode(tp: TablePlan, explicit: Mode | None, column: str | None, config: SyncConfig) -> TablePlan:
-    """Merge and incremental need a key (incremental also its change column): asked for by name, their
-    absence is an error; by the global default, the table stays in mirror mode, and the plan says so."""
-    mode = explicit or config.mode
-    if column is not None and mode != Mode.INCREMENTAL:
-        raise ConfigError(
-            f"'tables' sets the column of {tp.qualified}, which only mode incremental uses; its mode is {mode}"
-        )
-    if mode == Mode.MERGE and not tp.key:
-        if explicit:
-            raise DriftError(
-                f"{tp.qualified} is set to mode merge, which needs a primary key (or unique NOT NULL key) to tell "
-                "new rows from existing ones; it has none"
-            )
-        return tp.noted("no key to merge by: synced in mirror mode (replaced whole)")
-    if mode == Mode.INCREMENTAL:
-        named = explicit is not None or column is not None
-        column = column or config.incremental_column
-        problem = _incremental_problem(tp, column)
-        if problem is not None:
-            if named:
-                raise DriftError(f"{tp.qualified} is set to mode incremental, but it {problem}")
-            return tp.noted(f"not incremental: it {problem}; synced in mirror mode")
-        return replace(tp, mode=mode, incremental_column=column)
-    return replace(tp, mode=mode)
 
 
 def _selected(roles: Roles, selection: set[TableKey] | None) -> list[TableKey]:
@@ -297,7 +208,7 @@ def build_plan(
     modes = resolve_modes(production, config, roles)
     columns = resolve_columns(production, config, roles)
     tables = tuple(
-        _with_mode(
+        with_mode(
             replace(
                 _plan_table(production.tables[k], staging.get(*k), staging, production.enums),
                 encodings_differ=production.encoding != staging.encoding,

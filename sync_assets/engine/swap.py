@@ -66,7 +66,6 @@ def _staging_print(cur: psycopg.Cursor, run: TableRun, snapshot: Fingerprint) ->
             tp.target.relation(),
             snapshot.scope,
             Side.STAGING,
-            utf8=tp.encodings_differ,
             method=snapshot.method,
             where=where,
         )

@@ -16,18 +16,6 @@ from sync_assets.engine.shadows import Keys, ShadowName
 
 
 @dataclass
-class Changes:
-    """Rows that differ between staging and the snapshot, as the swap found and applied them."""
-
-    inserted: int = 0
-    updated: int = 0
-    deleted: int = 0
-    replaced_whole: bool = False
-    # Rows written by replacing a keyless table whole: more than the rows that differ.
-    rewritten: int = 0
-
-
-@dataclass
 class TableRun:
     plan: TablePlan
     shadow: ShadowName
@@ -41,8 +29,12 @@ class TableRun:
     # The content fingerprint of the snapshot's rows (content.py), which staging's must match.
     snapshot_print: Fingerprint | Unavailable | None = None
     print_seconds: float = 0.0  # spent taking the snapshot's and staging's fingerprints
-    # -- the swap
-    changes: Changes = field(default_factory=Changes)
+    # -- the swap: rows that differ between staging and the snapshot, as it found and applied them
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    replaced_whole: bool = False
+    rewritten: int = 0  # rows written by replacing a keyless table whole: more than the rows that differ
     staging_rows: int = 0  # rows in staging after COMMIT
     staging_print: Fingerprint | Unavailable | None = None  # taken just before COMMIT
     triggers_fired: tuple[str, ...] = ()  # staging's own triggers that fired on the rows written
@@ -68,26 +60,7 @@ class TableRun:
     def mode(self) -> Mode:
         return self.plan.mode
 
-    @property
-    def binary(self) -> bool:
-        return self.plan.binary
-
-    @property
-    def inserted(self) -> int:
-        return self.changes.inserted
-
-    @property
-    def updated(self) -> int:
-        return self.changes.updated
-
-    @property
-    def deleted(self) -> int:
-        return self.changes.deleted
-
-    @property
-    def replaced_whole(self) -> bool:
-        return self.changes.replaced_whole
-
-    @property
-    def rewritten(self) -> int:
-        return self.changes.rewritten
+    def forget_changes(self) -> None:
+        """Before an attempt at the writes (apply.py may make two)."""
+        self.inserted = self.updated = self.deleted = self.rewritten = 0
+        self.replaced_whole = False
