@@ -5,9 +5,10 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ import psycopg
 import pytest
 import requests
 import yaml
+from dagster_graphql import DagsterGraphQLClient
 from psycopg import sql
 
 from sync_assets.demo.localpg import free_port
@@ -28,6 +30,7 @@ from sync_assets.engine import (
     Pause,
     SyncConfig,
     SyncResult,
+    change_counters,
     parse_config,
     run_sync,
 )
@@ -174,6 +177,10 @@ class Pair:
     def staging_state(self, tables: list[str] | tuple[str, ...]) -> dict[str, list[str]]:
         with self.staging() as staging:
             return snapshot_tables(staging, list(tables))
+
+    def assert_unchanged(self, before: dict[str, list[str]]) -> None:
+        """Staging's tables hold exactly the rows staging_state found before."""
+        assert self.staging_state(list(before)) == before
 
 
 def _new_pair(cluster: Cluster, prod_template: str = "template0", staging_template: str = "template0") -> Pair:
@@ -350,3 +357,104 @@ def serve(env: dict[str, str], tmp_path: Path) -> Iterator[Webserver]:
     finally:
         stop_group(proc)
         log.close()
+
+
+# -- helpers shared by the test modules ----------------------------------------------------------------
+
+RUNNER = """
+import sys
+from sync_assets.engine import Endpoint, Observer, Pause, load_config, run_sync
+
+class Printer(Observer):
+    def info(self, message):
+        print(message, flush=True)
+
+    warning = info
+
+run_sync(Endpoint("production", "DATABASE_URL_PRODUCTION", sys.argv[1]),
+         Endpoint("staging", "DATABASE_URL_STAGING", sys.argv[2]), load_config(sys.argv[3]),
+         observer=Printer(Pause.from_environment()))
+print("SYNC DONE", flush=True)
+"""
+
+
+def wait_for(predicate: Callable[[], object], what: str, timeout: float = 60.0) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def sync_backends(pair: Pair, dbname: str, waiting_on_lock: bool) -> list[int]:
+    with pair.cluster.connect() as admin:
+        rows = admin.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = 'sync_assets' AND datname = %s"
+            " AND (NOT %s OR wait_event_type = 'Lock')",
+            (dbname, waiting_on_lock),
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+def shadow_tables(pair: Pair) -> list[str]:
+    with pair.staging() as conn:
+        return [
+            r[0]
+            for r in conn.execute(
+                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname = 'sync_assets' ORDER BY 1"
+            )
+        ]
+
+
+@contextmanager
+def staging_row_lock(pair: Pair, statement: str) -> Iterator[None]:
+    """Hold a row lock in staging that the swap will need, so it pauses mid-transaction."""
+    with pair.staging() as conn:
+        conn.execute("BEGIN")
+        conn.execute(statement)
+        try:
+            yield
+        finally:
+            conn.execute("ROLLBACK")
+
+
+def wait_for_writes(pair: Pair, before: dict[str, list[int]], tables: list[str]) -> dict[str, list[int]]:
+    """Write counters reach pg_stat_user_tables when the writing backend flushes them (at the latest when it
+    exits, just after its connection closed): poll for at most 10 s."""
+    deadline = time.monotonic() + 10
+    while True:
+        with pair.source.connect() as conn:
+            current = change_counters(conn, ("public",))
+        if all(current.get(t) != before.get(t) for t in tables):
+            return current
+        assert time.monotonic() < deadline, f"the counters of {tables} did not move within 10 s"
+        time.sleep(0.05)
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def launch_sync(webserver: Webserver) -> str:
+    """Submit sync_job through the webserver and wait for it to finish; returns the run id."""
+    client = DagsterGraphQLClient("127.0.0.1", port_number=webserver.port)
+    run_id = client.submit_job_execution("sync_job", repository_location_name="sync_assets")
+    deadline = time.monotonic() + 240
+    status = client.get_run_status(run_id)
+    while status.value not in ("SUCCESS", "FAILURE", "CANCELED"):
+        assert time.monotonic() < deadline, f"run {run_id} still {status.value}"
+        time.sleep(1)
+        status = client.get_run_status(run_id)
+    assert status.value == "SUCCESS"
+    return run_id
+
+
+def counts(result: SyncResult, table: str) -> tuple[int, int, int, int, int]:
+    """A public table's (production rows, rows read, inserted, updated, deleted) in a run."""
+    t = result.tables[("public", table)]
+    return t.production_rows, t.read_rows, t.inserted, t.updated, t.deleted

@@ -111,3 +111,10 @@ SYNCED = (
 CONFIG_YAML = """
 preserve: [users, quote_requests, saved_searches]
 """
+
+ALL_STAGING = [*SYNCED, *PRESERVED]
+
+# Long enough that the swap waits for the test's row lock instead of timing out.
+PATIENT = CONFIG_YAML + "lock_timeout: 120s\nretries: 0\n"
+
+PRICING_LOCK = "SELECT * FROM pricing WHERE cruise_id = 10 FOR UPDATE"

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from sync_assets_tests import cruise
-from sync_assets_tests.conftest import ROOT, Pair, Webserver
-from sync_assets_tests.test_webserver import launch_sync
+from sync_assets_tests.conftest import ROOT, Pair, Webserver, launch_sync
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

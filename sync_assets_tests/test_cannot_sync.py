@@ -16,9 +16,8 @@ from dagster import DagsterEventType, DagsterInstance, RunRequest, build_schedul
 from sync_assets.definitions import build_definitions
 from sync_assets.demo.localpg import free_port
 from sync_assets_tests import cruise
-from sync_assets_tests.conftest import Pair, dg, snapshot_tables
+from sync_assets_tests.conftest import Pair, dg, snapshot_tables, wait_for_writes
 from sync_assets_tests.pgcluster import PROD_OWNER, PROD_READER, STAGING_OWNER, SUPERUSER_PASSWORD
-from sync_assets_tests.test_dagster import wait_for_writes
 
 pytestmark = pytest.mark.slow
 

@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 
 from sync_assets.engine import PRODUCTION_ENV, STAGING_ENV, Endpoint, SyncConfig, run_sync
 from sync_assets.engine.errors import ConfigError, ConnectError, SyncError
-from sync_assets_tests.conftest import Pair
+from sync_assets_tests.conftest import Pair, closed_port
 from sync_assets_tests.pgcluster import PROD_READER, STAGING_OWNER
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def run(source_url: str, target_url: str) -> None:

@@ -4,8 +4,6 @@ resilience, the schedule and the production-change sensor."""
 from __future__ import annotations
 
 import json
-import socket
-import time
 from pathlib import Path
 
 import pytest
@@ -30,9 +28,9 @@ from dagster import (
 
 from sync_assets.definitions import build_definitions
 from sync_assets.defs.resources import ProductionDatabase
-from sync_assets.engine import LoadedCatalog, SyncConfig, change_counters, load_catalog, parse_config
+from sync_assets.engine import LoadedCatalog, SyncConfig, load_catalog, parse_config
 from sync_assets_tests import cruise
-from sync_assets_tests.conftest import Pair, snapshot_tables, table_rows
+from sync_assets_tests.conftest import Pair, closed_port, snapshot_tables, table_rows, wait_for_writes
 from sync_assets_tests.pgcluster import PROD_OWNER, PROD_READER, STAGING_OWNER, SUPERUSER_PASSWORD
 
 CONFIG = parse_config(yaml.safe_load(cruise.CONFIG_YAML))
@@ -125,28 +123,9 @@ def dep_keys(spec) -> set[AssetKey]:
     return {d.asset_key for d in spec.deps}
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def counters(cursor: str) -> dict[str, list]:
     """The production write counters the sensor's cursor holds."""
     return json.loads(cursor)["counters"]
-
-
-def wait_for_writes(pair: Pair, before: dict[str, list[int]], tables: list[str]) -> dict[str, list[int]]:
-    """Write counters reach pg_stat_user_tables when the writing backend flushes them (at the latest when it
-    exits, just after its connection closed): poll for at most 10 s."""
-    deadline = time.monotonic() + 10
-    while True:
-        with pair.source.connect() as conn:
-            current = change_counters(conn, ("public",))
-        if all(current.get(t) != before.get(t) for t in tables):
-            return current
-        assert time.monotonic() < deadline, f"the counters of {tables} did not move within 10 s"
-        time.sleep(0.05)
 
 
 # ---------------------------------------------------------------------------------------------------------

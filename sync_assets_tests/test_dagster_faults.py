@@ -16,9 +16,18 @@ from dagster_graphql import DagsterGraphQLClient
 
 from sync_assets.engine.observe import PAUSE_ENV
 from sync_assets_tests import cruise
-from sync_assets_tests.conftest import ROOT, Pair, serve, snapshot_tables, table_rows
+from sync_assets_tests.conftest import (
+    ROOT,
+    Pair,
+    serve,
+    shadow_tables,
+    snapshot_tables,
+    sync_backends,
+    table_rows,
+    wait_for,
+)
+from sync_assets_tests.cruise import ALL_STAGING
 from sync_assets_tests.pgcluster import PROD_READER, STAGING_OWNER, SUPERUSER_PASSWORD
-from sync_assets_tests.test_safety import ALL_STAGING, shadow_tables, sync_backends, wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 

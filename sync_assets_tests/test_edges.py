@@ -9,19 +9,8 @@ from sync_assets.engine.errors import ConfigError, DriftError, SyncError
 from sync_assets_tests.conftest import Pair, Recorder, snapshot_tables, table_rows
 
 
-def both(pair: Pair, ddl: str) -> None:
-    pair.run_prod(ddl)
-    pair.run_staging(ddl)
-
-
-def assert_equal(pair: Pair, *tables: str) -> None:
-    with pair.prod() as prod, pair.staging() as staging:
-        for table in tables:
-            assert table_rows(staging, table) == table_rows(prod, table), table
-
-
 def test_row_level_security_in_production_fails_instead_of_emptying_staging(pair: Pair) -> None:
-    both(pair, "CREATE TABLE acct (id int PRIMARY KEY, tenant text)")
+    pair.run_both("CREATE TABLE acct (id int PRIMARY KEY, tenant text)")
     pair.run_prod(
         "INSERT INTO acct VALUES (1, 'a'), (2, 'b'); ALTER TABLE acct ENABLE ROW LEVEL SECURITY;"
         "CREATE POLICY only_mine ON acct USING (tenant = current_setting('app.tenant', true));"
@@ -36,8 +25,7 @@ def test_row_level_security_in_production_fails_instead_of_emptying_staging(pair
 
 
 def test_unique_index_used_by_a_foreign_key_is_a_row_key_and_include_columns_are_not(pair: Pair) -> None:
-    both(
-        pair,
+    pair.run_both(
         "CREATE TABLE ref (a int NOT NULL, v text); CREATE UNIQUE INDEX ref_a ON ref (a);"
         "CREATE TABLE child (id int PRIMARY KEY, a int REFERENCES ref (a));"
         "CREATE TABLE inc (a int NOT NULL, b text); CREATE UNIQUE INDEX inc_a ON inc (a) INCLUDE (b);",
@@ -51,24 +39,24 @@ def test_unique_index_used_by_a_foreign_key_is_a_row_key_and_include_columns_are
     assert first.plan.table(("public", "inc")).key == ("a",)
     pair.run_prod("UPDATE ref SET v = 'z' WHERE a = 2; UPDATE inc SET b = 'q'")
     second = pair.sync()
-    assert_equal(pair, "ref", "child", "inc")
+    pair.assert_equal(["ref", "child", "inc"])
     assert (second.tables[("public", "ref")].updated, second.tables[("public", "ref")].deleted) == (1, 0)
     assert (second.tables[("public", "inc")].updated, second.tables[("public", "inc")].deleted) == (1, 0)
 
 
 def test_keyless_child_is_filled_after_its_new_parents(pair: Pair) -> None:
-    both(pair, "CREATE TABLE p (id int PRIMARY KEY); CREATE TABLE log (p_id int REFERENCES p (id), msg text);")
+    pair.run_both("CREATE TABLE p (id int PRIMARY KEY); CREATE TABLE log (p_id int REFERENCES p (id), msg text);")
     pair.run_prod("INSERT INTO p VALUES (1), (2); INSERT INTO log VALUES (1, 'a'), (2, 'b'), (2, 'b')")
     pair.sync()
-    assert_equal(pair, "p", "log")
+    pair.assert_equal(["p", "log"])
     pair.run_prod("DELETE FROM log WHERE p_id = 1; DELETE FROM p WHERE id = 1; INSERT INTO p VALUES (3)")
     pair.run_prod("INSERT INTO log VALUES (3, 'c')")
     pair.sync()
-    assert_equal(pair, "p", "log")
+    pair.assert_equal(["p", "log"])
 
 
 def test_keyless_table_that_others_reference_is_refused_before_touching_anything(pair: Pair) -> None:
-    both(pair, "CREATE TABLE ports (code text UNIQUE, name text); CREATE TABLE users (id int PRIMARY KEY,"
+    pair.run_both("CREATE TABLE ports (code text UNIQUE, name text); CREATE TABLE users (id int PRIMARY KEY,"
          " home text REFERENCES ports (code) ON DELETE CASCADE);")  # fmt: skip
     pair.run_prod("INSERT INTO ports VALUES ('P1', 'one')")
     pair.run_staging("INSERT INTO ports VALUES ('P1', 'old'); INSERT INTO users VALUES (1, 'P1')")
@@ -79,8 +67,7 @@ def test_keyless_table_that_others_reference_is_refused_before_touching_anything
 
 
 def test_preserved_partitioned_table_loses_only_its_orphans(pair: Pair) -> None:
-    both(
-        pair,
+    pair.run_both(
         "CREATE TABLE ships (id int PRIMARY KEY);"
         "CREATE TABLE fav (user_id int, region text, ship_id int REFERENCES ships (id)) PARTITION BY LIST (region);"
         "CREATE TABLE fav_eu PARTITION OF fav FOR VALUES IN ('eu');"
@@ -96,8 +83,7 @@ def test_preserved_partitioned_table_loses_only_its_orphans(pair: Pair) -> None:
 
 
 def test_foreign_key_to_a_partitioned_table(pair: Pair) -> None:
-    both(
-        pair,
+    pair.run_both(
         "CREATE TABLE ev (id int, region text, PRIMARY KEY (id, region)) PARTITION BY LIST (region);"
         "CREATE TABLE ev_eu PARTITION OF ev FOR VALUES IN ('eu');"
         "CREATE TABLE ev_us PARTITION OF ev FOR VALUES IN ('us');"
@@ -105,22 +91,22 @@ def test_foreign_key_to_a_partitioned_table(pair: Pair) -> None:
     )
     pair.run_prod("INSERT INTO ev VALUES (1, 'eu'), (2, 'us'); INSERT INTO note VALUES (1, 1, 'eu'), (2, 2, 'us')")
     result = pair.sync()
-    assert_equal(pair, "ev", "note")
+    pair.assert_equal(["ev", "note"])
     assert set(result.tables) == {("public", "ev"), ("public", "note")}
 
 
 def test_row_moved_under_a_new_parent_of_the_same_table(pair: Pair) -> None:
-    both(pair, "CREATE TABLE cat (id int PRIMARY KEY, parent_id int REFERENCES cat (id), name text)")
+    pair.run_both("CREATE TABLE cat (id int PRIMARY KEY, parent_id int REFERENCES cat (id), name text)")
     pair.run_prod("INSERT INTO cat VALUES (1, NULL, 'root')")
     pair.sync()
     pair.run_prod("INSERT INTO cat VALUES (2, NULL, 'new root'); UPDATE cat SET parent_id = 2 WHERE id = 1")
     result = pair.sync()
-    assert_equal(pair, "cat")
+    pair.assert_equal(["cat"])
     assert (result.tables[("public", "cat")].inserted, result.tables[("public", "cat")].updated) == (1, 1)
 
 
 def test_unique_values_swapped_between_kept_rows_fail_with_the_fix(pair: Pair) -> None:
-    both(pair, "CREATE TABLE t (id int PRIMARY KEY, code text UNIQUE)")
+    pair.run_both("CREATE TABLE t (id int PRIMARY KEY, code text UNIQUE)")
     pair.run_prod("INSERT INTO t VALUES (1, 'A'), (2, 'B')")
     pair.sync()
     pair.run_prod(
@@ -135,19 +121,18 @@ def test_unique_values_swapped_between_kept_rows_fail_with_the_fix(pair: Pair) -
         "ALTER TABLE t DROP CONSTRAINT t_code_key; ALTER TABLE t ADD CONSTRAINT t_code_key UNIQUE (code) DEFERRABLE"
     )
     pair.sync()
-    assert_equal(pair, "t")
+    pair.assert_equal(["t"])
 
 
 def test_a_cycle_is_written_as_one_group(pair: Pair) -> None:
-    both(
-        pair,
+    pair.run_both(
         "CREATE TABLE a (id int PRIMARY KEY, b_id int NOT NULL);"
         "CREATE TABLE b (id int PRIMARY KEY, a_id int REFERENCES a);"
         "ALTER TABLE a ADD FOREIGN KEY (b_id) REFERENCES b;",
     )
     pair.run_prod("INSERT INTO b VALUES (1, NULL); INSERT INTO a VALUES (1, 1); UPDATE b SET a_id = 1")
     result = pair.sync()
-    assert_equal(pair, "a", "b")
+    pair.assert_equal(["a", "b"])
     assert result.plan is not None
     assert [t.table_key[1] for t in result.plan.tables] == ["b", "a"]
     assert result.plan.groups == ((("public", "b"), ("public", "a")),)
@@ -162,7 +147,7 @@ ALTER TABLE a ADD CONSTRAINT a_b_id_fkey FOREIGN KEY (b_id) REFERENCES b;
 
 
 def test_a_cycle_of_not_null_non_deferrable_foreign_keys_is_synced_both_ways(pair: Pair) -> None:
-    both(pair, NOT_NULL_CYCLE)
+    pair.run_both(NOT_NULL_CYCLE)
     # production's application writes such rows with the key made deferrable for a moment
     in_one_go = (
         "BEGIN; ALTER TABLE a ALTER CONSTRAINT a_b_id_fkey DEFERRABLE INITIALLY DEFERRED; {} "
@@ -172,11 +157,11 @@ def test_a_cycle_of_not_null_non_deferrable_foreign_keys_is_synced_both_ways(pai
 
     first = pair.sync()
 
-    assert_equal(pair, "a", "b")
+    pair.assert_equal(["a", "b"])
     assert (first.tables[("public", "a")].inserted, first.tables[("public", "b")].inserted) == (2, 2)
     pair.run_prod(in_one_go.format("DELETE FROM b WHERE id = 20; DELETE FROM a WHERE id = 2;"))
     second = pair.sync()
-    assert_equal(pair, "a", "b")
+    pair.assert_equal(["a", "b"])
     assert (second.tables[("public", "a")].deleted, second.tables[("public", "b")].deleted) == (1, 1)
 
 
@@ -187,7 +172,7 @@ def test_latin1_staging_receives_utf8_text_intact(cluster, pair: Pair) -> None:
             f"CREATE DATABASE \"{pair.staging_db}\" OWNER staging_owner TEMPLATE template0 ENCODING 'LATIN1'"
             " LC_COLLATE 'C' LC_CTYPE 'C'"
         )
-    both(pair, "CREATE TABLE t (id int PRIMARY KEY, name text)")
+    pair.run_both("CREATE TABLE t (id int PRIMARY KEY, name text)")
     pair.run_prod("INSERT INTO t VALUES (1, 'café'), (2, 'Ærø')")
     pair.sync()
     with pair.staging() as staging:
@@ -196,7 +181,7 @@ def test_latin1_staging_receives_utf8_text_intact(cluster, pair: Pair) -> None:
 
 
 def test_staging_settings_cannot_hide_a_change(pair: Pair) -> None:
-    both(pair, "CREATE TABLE t (id int PRIMARY KEY, x float8)")
+    pair.run_both("CREATE TABLE t (id int PRIMARY KEY, x float8)")
     with pair.cluster.connect() as admin:
         admin.execute(f'ALTER DATABASE "{pair.staging_db}" SET extra_float_digits = 0')
     pair.run_prod("INSERT INTO t VALUES (1, 0.1)")
@@ -216,8 +201,7 @@ def test_domain_size_smaller_than_production_type_is_drift(pair: Pair) -> None:
 
 
 def test_preserved_rows_kept_by_on_delete_set_null_are_backed_up_and_cleared(pair: Pair) -> None:
-    both(
-        pair,
+    pair.run_both(
         "CREATE TABLE ports (code text PRIMARY KEY);"
         "CREATE TABLE users (id int PRIMARY KEY, home text REFERENCES ports ON DELETE SET NULL);"
         "CREATE TABLE searches (id int PRIMARY KEY, user_id int NOT NULL REFERENCES users);",
@@ -250,14 +234,14 @@ def test_deferred_violation_fails_before_any_sequence_moves(pair: Pair) -> None:
 def test_schema_names_that_are_not_identifiers_load_in_dagster(pair: Pair, tmp_path) -> None:
     from sync_assets.definitions import build_definitions
 
-    both(pair, 'CREATE SCHEMA "Sales Data"; CREATE TABLE "Sales Data"."Order" (id int PRIMARY KEY)')
+    pair.run_both('CREATE SCHEMA "Sales Data"; CREATE TABLE "Sales Data"."Order" (id int PRIMARY KEY)')
     config = SyncConfig(schemas=("Sales Data",))
     defs = build_definitions(pair.prod_url, pair.staging_url, config, cache_dir=tmp_path)
     job = defs.resolve_job_def("sync_job")
     result = job.execute_in_process()
     # Dagster allows only letters, digits and _ in the names it derives from asset keys
     assert [e.asset_key.path for e in result.get_asset_materialization_events()] == [["staging", "Sales_Data", "Order"]]
-    assert_equal(pair, '"Sales Data"."Order"')
+    pair.assert_equal(['"Sales Data"."Order"'])
 
 
 def test_a_selection_missing_a_parent_names_the_asset_to_add_as_dagster_spells_it(pair: Pair, tmp_path) -> None:
@@ -269,7 +253,7 @@ def test_a_selection_missing_a_parent_names_the_asset_to_add_as_dagster_spells_i
         'CREATE TABLE "Sales Data" (id int PRIMARY KEY);'
         'CREATE TABLE "order-items" (id int PRIMARY KEY, sale int REFERENCES "Sales Data")'
     )
-    both(pair, ddl)
+    pair.run_both(ddl)
     pair.run_prod('INSERT INTO "Sales Data" VALUES (1); INSERT INTO "order-items" VALUES (1, 1)')
     defs = build_definitions(pair.prod_url, pair.staging_url, SyncConfig(), cache_dir=tmp_path)
     items = AssetKey(["staging", "public", "order_items"])
@@ -287,7 +271,7 @@ def test_a_selection_missing_a_parent_names_the_asset_to_add_as_dagster_spells_i
 
 
 def test_a_schema_production_lacks_is_a_config_error(pair: Pair) -> None:
-    both(pair, "CREATE TABLE t (id int PRIMARY KEY)")
+    pair.run_both("CREATE TABLE t (id int PRIMARY KEY)")
     with pytest.raises(ConfigError, match="'schemas' names 'pubic', but production has no tables in that schema"):
         pair.sync("schemas: [pubic]\n")
 
@@ -299,7 +283,7 @@ def test_zero_lock_timeout_is_refused(value: object) -> None:
 
 
 def test_missing_privileges_name_the_table_and_point_at_the_readme(pair: Pair) -> None:
-    both(pair, "CREATE TABLE t (id int PRIMARY KEY)")
+    pair.run_both("CREATE TABLE t (id int PRIMARY KEY)")
     pair.run_prod("INSERT INTO t VALUES (1)")
     with pair.cluster.connect(pair.prod_db) as admin:
         admin.execute("REVOKE SELECT ON t FROM prod_reader")
@@ -314,8 +298,7 @@ def test_missing_privileges_name_the_table_and_point_at_the_readme(pair: Pair) -
 
 
 def test_deletes_first_retry_keeps_rows_a_cascade_removed(pair: Pair) -> None:
-    both(
-        pair,
+    pair.run_both(
         "CREATE TABLE p (id int PRIMARY KEY);"
         "CREATE TABLE c (id int PRIMARY KEY, p_id int NOT NULL REFERENCES p ON DELETE CASCADE, u text UNIQUE);",
     )
@@ -327,11 +310,11 @@ def test_deletes_first_retry_keeps_rows_a_cascade_removed(pair: Pair) -> None:
     logs = Recorder()
     pair.sync(observer=logs)
     assert any("applying deletes first instead" in m for m in logs)
-    assert_equal(pair, "p", "c")
+    pair.assert_equal(["p", "c"])
 
 
 def test_identity_always_column_outside_the_key_is_not_rewritten_every_run(pair: Pair) -> None:
-    both(pair, "CREATE TABLE t (code text PRIMARY KEY, n int GENERATED ALWAYS AS IDENTITY, v text)")
+    pair.run_both("CREATE TABLE t (code text PRIMARY KEY, n int GENERATED ALWAYS AS IDENTITY, v text)")
     pair.run_prod("INSERT INTO t (code, v) VALUES ('a', 'x'), ('b', 'y')")
     pair.run_staging("INSERT INTO t (code, v) VALUES ('b', 'y'), ('a', 'x')")  # same rows, n swapped
     first = pair.sync()
@@ -341,7 +324,7 @@ def test_identity_always_column_outside_the_key_is_not_rewritten_every_run(pair:
 
 
 def test_merge_child_of_a_mirror_parent_is_refused(pair: Pair) -> None:
-    both(pair, "CREATE TABLE p (id int PRIMARY KEY); CREATE TABLE c (id int PRIMARY KEY, p_id int REFERENCES p)")
+    pair.run_both("CREATE TABLE p (id int PRIMARY KEY); CREATE TABLE c (id int PRIMARY KEY, p_id int REFERENCES p)")
     with pytest.raises(ConfigError, match=r"public\.c is in mode merge but its parent public\.p is in mode mirror"):
         pair.sync("tables:\n  c: {mode: merge}\n")
     pair.sync("tables:\n  c: {mode: merge}\n  p: {mode: merge}\n")
@@ -351,14 +334,14 @@ def test_staging_rows_with_a_null_key_are_removed(pair: Pair) -> None:
     pair.run_prod("CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a')")
     pair.run_staging("CREATE TABLE t (id int, v text); INSERT INTO t VALUES (1, 'a'), (NULL, 'stray')")
     result = pair.sync()
-    assert_equal(pair, "t")
+    pair.assert_equal(["t"])
     assert result.tables[("public", "t")].deleted == 1
 
 
 def test_a_few_changed_rows_of_a_big_table_are_updated_by_key_probes(pair: Pair, monkeypatch) -> None:
     from sync_assets.engine import writes
 
-    both(pair, "CREATE TABLE big (id int PRIMARY KEY, v text, n numeric)")
+    pair.run_both("CREATE TABLE big (id int PRIMARY KEY, v text, n numeric)")
     pair.run_prod("INSERT INTO big SELECT i, 'v' || i, i * 1.5 FROM generate_series(1, 5000) i")
     pair.sync()
     pair.run_staging("ANALYZE big")  # the planner's row estimate, which decides the way
@@ -375,13 +358,13 @@ def test_a_few_changed_rows_of_a_big_table_are_updated_by_key_probes(pair: Pair,
     assert decided == [True]
     t = result.tables[("public", "big")]
     assert (t.updated, t.deleted, t.inserted) == (5, 1, 0)
-    assert_equal(pair, "big")
+    pair.assert_equal(["big"])
 
 
 def test_a_bookkeeping_schema_of_another_role_is_named_with_the_fix(pair: Pair, fast_role) -> None:
     from sync_assets_tests.pgcluster import FAST_ROLE
 
-    both(pair, "CREATE TABLE t (id int PRIMARY KEY)")
+    pair.run_both("CREATE TABLE t (id int PRIMARY KEY)")
     pair.sync(target=pair.target_as(FAST_ROLE))  # the schema is staging_fast's now
     with pytest.raises(SyncError) as err:
         pair.sync()

@@ -25,9 +25,19 @@ import pytest
 from sync_assets.engine import PRODUCTION_ENV, STAGING_ENV
 from sync_assets.engine.observe import PAUSE_ENV, POINTS
 from sync_assets_tests import cruise
-from sync_assets_tests.conftest import Pair, Recorder, grant_reader, snapshot_tables, table_columns, table_rows
+from sync_assets_tests.conftest import (
+    RUNNER,
+    Pair,
+    Recorder,
+    grant_reader,
+    shadow_tables,
+    snapshot_tables,
+    sync_backends,
+    table_columns,
+    table_rows,
+    wait_for,
+)
 from sync_assets_tests.pgcluster import PROD_OWNER, PROD_READER, SUPERUSER_PASSWORD, Cluster
-from sync_assets_tests.test_safety import RUNNER, shadow_tables, sync_backends, wait_for
 
 pytestmark = pytest.mark.faults
 

@@ -12,46 +12,8 @@ from dagster import AssetKey, DagsterInstance
 from sync_assets.definitions import build_definitions
 from sync_assets.engine import PRODUCTION_ENV, Endpoint, SyncResult, parse_config, run_sync
 from sync_assets.engine.errors import ConfigError, DriftError
-from sync_assets_tests.conftest import Pair, Recorder, table_rows
-
-SCHEMA = """
-CREATE TABLE regions (
-    id int PRIMARY KEY,
-    code text NOT NULL UNIQUE,
-    name text NOT NULL,
-    updated_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE TABLE prices (
-    id bigint PRIMARY KEY,
-    region_id int REFERENCES regions (id),
-    amount numeric(10, 2),
-    updated_at timestamptz DEFAULT now()
-);
-"""
-# Production's application keeps updated_at current, as most applications do.
-TOUCH = """
-CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN NEW.updated_at := now(); RETURN NEW; END $$;
-CREATE TRIGGER regions_touch BEFORE UPDATE ON regions FOR EACH ROW EXECUTE FUNCTION touch();
-CREATE TRIGGER prices_touch BEFORE UPDATE ON prices FOR EACH ROW EXECUTE FUNCTION touch();
-"""
-DATA = """
-INSERT INTO regions SELECT i, 'R' || i, 'region ' || i, '2020-01-01' FROM generate_series(1, 20) i;
-INSERT INTO prices SELECT i, 1 + i % 20, i * 1.5, '2020-01-01' FROM generate_series(1, 198) i;
--- a NULL says nothing about when a row changed: such rows are read every time
-INSERT INTO prices VALUES (199, 1, 1, NULL), (200, 2, 2, NULL);
-"""
-# Staging's own table, pointing at synced rows by key and by another unique column.
-STAGING_OWN = """
-CREATE TABLE quotes (
-    id serial PRIMARY KEY,
-    price_id bigint REFERENCES prices (id),
-    region_code text REFERENCES regions (code),
-    note text
-);
-"""
-CONFIG = "mode: incremental\nincremental_overlap: 0s\n"
-TABLES = ["regions", "prices"]
+from sync_assets_tests.conftest import Pair, Recorder, counts, table_rows
+from sync_assets_tests.prices import CONFIG, DATA, SCHEMA, STAGING_OWN, TABLES, TOUCH
 
 
 @pytest.fixture
@@ -63,17 +25,6 @@ def inc_pair(pair: Pair) -> Pair:
 
 def sync(pair: Pair, config: str = CONFIG, source: Endpoint | None = None, **kwargs: object) -> SyncResult:
     return run_sync(source or pair.source, pair.target, parse_config(yaml.safe_load(config)), **kwargs)  # type: ignore[arg-type]
-
-
-def assert_equal(pair: Pair) -> None:
-    with pair.prod() as prod, pair.staging() as staging:
-        for table in TABLES:
-            assert table_rows(staging, table) == table_rows(prod, table), table
-
-
-def counts(result: SyncResult, table: str) -> tuple[int, int, int, int, int]:
-    t = result.tables[("public", table)]
-    return t.production_rows, t.read_rows, t.inserted, t.updated, t.deleted
 
 
 def notes(result: SyncResult, table: str) -> str:
@@ -93,7 +44,7 @@ def test_reads_only_changed_rows_and_finds_deletes_by_key(inc_pair: Pair) -> Non
     first = sync(inc_pair)
     assert counts(first, "prices") == (200, 200, 200, 0, 0)
     assert "read whole: first incremental run" in notes(first, "prices")
-    assert_equal(inc_pair)
+    inc_pair.assert_equal(TABLES)
 
     inc_pair.run_prod(
         "UPDATE prices SET amount = amount + 1 WHERE id <= 5;"
@@ -108,13 +59,13 @@ def test_reads_only_changed_rows_and_finds_deletes_by_key(inc_pair: Pair) -> Non
     assert counts(second, "regions") == (20, 1, 0, 1, 0)
     assert "every key read to find deletes: the key fingerprints differ" in notes(second, "prices")
     assert "the key fingerprints match: nothing deleted" in notes(second, "regions")
-    assert_equal(inc_pair)
+    inc_pair.assert_equal(TABLES)
 
     third = sync(inc_pair)
     assert counts(third, "prices") == (200, 2, 0, 0, 0)
     assert counts(third, "regions") == (20, 0, 0, 0, 0)
     assert "the key fingerprints match: nothing deleted" in notes(third, "prices")
-    assert_equal(inc_pair)
+    inc_pair.assert_equal(TABLES)
 
 
 def test_a_row_lost_in_staging_does_not_hide_a_production_delete(inc_pair: Pair) -> None:
@@ -130,7 +81,7 @@ def test_a_row_lost_in_staging_does_not_hide_a_production_delete(inc_pair: Pair)
     assert state(inc_pair, "prices")[1] is None  # 198 rows against 199: read whole next time
     third = sync(inc_pair)
     assert counts(third, "prices")[:3] == (199, 199, 1)
-    assert_equal(inc_pair)
+    inc_pair.assert_equal(TABLES)
 
 
 def test_keys_without_a_hash_function_are_copied_to_find_deletes(pair: Pair) -> None:
@@ -192,7 +143,7 @@ def test_a_late_commit_with_an_older_timestamp_is_not_missed(inc_pair: Pair, ope
     assert late_at < seen_at  # a watermark taken from the newest row seen would skip the late one
 
     after = sync(inc_pair, source=source)
-    assert_equal(inc_pair)
+    inc_pair.assert_equal(TABLES)
     if opened == "before the first run":
         # its start could not be known at the first listing: the runs after it read the table whole
         assert counts(during, "prices")[1] == 200
@@ -216,7 +167,7 @@ def test_rows_outside_the_run_lose_their_parent_under_a_partial_read(inc_pair: P
     inc_pair.run_prod("DELETE FROM prices WHERE id = 10; UPDATE regions SET code = 'R5x' WHERE id = 5")
     result = sync(inc_pair)
     assert counts(result, "prices")[1] < 200 and counts(result, "regions")[1] == 1
-    assert_equal(inc_pair)
+    inc_pair.assert_equal(TABLES)
     with inc_pair.staging() as staging:
         assert [r[0] for r in staging.execute("SELECT note FROM quotes ORDER BY id")] == ["kept", "kept too"]
         backed = staging.execute("SELECT note FROM quotes_backup ORDER BY id").fetchall()
@@ -234,7 +185,7 @@ def test_staging_changed_behind_the_sync_is_read_whole_next_time(inc_pair: Pair)
     third = sync(inc_pair)
     assert counts(third, "prices")[:3] == (200, 200, 1)
     assert "staging had 199 rows and production 200" in notes(third, "prices")
-    assert_equal(inc_pair)
+    inc_pair.assert_equal(TABLES)
     assert state(inc_pair, "prices")[1] is not None
 
 
@@ -266,7 +217,7 @@ def test_switching_modes_forgets_the_watermark(inc_pair: Pair) -> None:
     assert state(inc_pair, "prices") is None
     again = sync(inc_pair)
     assert "read whole: first incremental run" in notes(again, "prices")
-    assert_equal(inc_pair)
+    inc_pair.assert_equal(TABLES)
 
 
 @pytest.mark.parametrize(
@@ -338,7 +289,7 @@ def test_random_rounds_of_changes_stay_equal(inc_pair: Pair) -> None:
             prod.execute("UPDATE regions SET name = name || '.' WHERE id = %s", (rng.randint(1, 20),))
         result = sync(inc_pair)
         assert counts(result, "prices")[1] < counts(result, "prices")[0]
-        assert_equal(inc_pair)
+        inc_pair.assert_equal(TABLES)
 
 
 def test_sync_job_reports_rows_read_and_reconciles_on_request(inc_pair: Pair, tmp_path: Path) -> None:
@@ -363,7 +314,7 @@ def test_sync_job_reports_rows_read_and_reconciles_on_request(inc_pair: Pair, tm
         assert rows_read() == {"mode": "incremental", "rows_read": 3, "production_rows": 200}
         reconciled = rows_read(run_config={"ops": {"sync_staging": {"config": {"reconcile": True}}}})
         assert reconciled == {"mode": "incremental", "rows_read": 200, "production_rows": 200}
-    assert_equal(inc_pair)
+    inc_pair.assert_equal(TABLES)
 
 
 @pytest.mark.parametrize("kind", ["date", "timestamp"])

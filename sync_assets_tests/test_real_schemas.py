@@ -18,9 +18,8 @@ import pytest
 from sync_assets.engine import Endpoint, Pause, Point, SelectionError, SyncError
 from sync_assets.engine.observe import PAUSE_ENV
 from sync_assets_tests import rental
-from sync_assets_tests.conftest import Pair, Recorder, table_rows
+from sync_assets_tests.conftest import RUNNER, Pair, Recorder, table_rows, wait_for
 from sync_assets_tests.pgcluster import FAST_ROLE, WRITER_ROLE
-from sync_assets_tests.test_safety import RUNNER, wait_for
 
 TRIGGER_STATES = (
     "SELECT tgrelid::regclass::text, tgname, tgenabled FROM pg_trigger WHERE NOT tgisinternal ORDER BY 1, 2"

@@ -17,21 +17,19 @@ from sync_assets.definitions import build_definitions
 from sync_assets.engine import STAGING_ENV, Endpoint, Pause, Point, SyncResult, parse_config, run_sync
 from sync_assets.engine.errors import SyncError, TableFailure
 from sync_assets_tests import cruise
-from sync_assets_tests.conftest import Pair, Recorder, grant_reader, snapshot_tables, table_rows
+from sync_assets_tests.conftest import (
+    Pair,
+    Recorder,
+    grant_reader,
+    snapshot_tables,
+    staging_row_lock,
+    table_rows,
+    wait_for,
+)
+from sync_assets_tests.cruise import ALL_STAGING, PATIENT, PRICING_LOCK
 from sync_assets_tests.pgcluster import PROD_READER, STAGING_OWNER
-from sync_assets_tests.test_safety import ALL_STAGING, PATIENT, PRICING_LOCK, staging_row_lock, wait_for
 
 pytestmark = pytest.mark.faults
-
-
-def both(pair: Pair, ddl: str) -> None:
-    pair.run_prod(ddl)
-    pair.run_staging(ddl)
-
-
-def unchanged(pair: Pair, before: dict[str, list[str]]) -> None:
-    with pair.staging() as staging:
-        assert snapshot_tables(staging, list(before)) == before
 
 
 # -- timeouts -----------------------------------------------------------------------------------------
@@ -46,7 +44,7 @@ def test_a_statement_past_statement_timeout_fails_and_changes_nothing(cruise_pai
     assert "canceling statement due to statement timeout" in str(err.value)
     assert str(err.value).endswith("; raise 'statement_timeout' in the config if such a statement may take longer")
     assert str(err.value).startswith("applying public.pricing failed, staging left unchanged")
-    unchanged(cruise_pair, before)
+    cruise_pair.assert_unchanged(before)
 
 
 def test_sessions_have_the_configured_timeouts_and_production_is_read_only(pair: Pair) -> None:
@@ -93,7 +91,7 @@ def test_staging_role_missing_privileges_lists_them_all_before_anything_moves(cr
         f"the staging role '{role}' lacks privileges the sync needs; grant them, or use a role that has them "
         "(README.md, 'Privileges'): public.pricing: UPDATE, DELETE; sequence public.pricing_id_seq: SELECT, UPDATE"
     )
-    unchanged(cruise_pair, before)
+    cruise_pair.assert_unchanged(before)
 
 
 def test_read_only_staging_session_is_refused_before_anything_moves(cruise_pair: Pair) -> None:
@@ -106,7 +104,7 @@ def test_read_only_staging_session_is_refused_before_anything_moves(cruise_pair:
         "staging sessions of role 'staging_owner' are read-only (default_transaction_read_only is on); "
         "the sync must write to staging: use a role and database that allow writes"
     )
-    unchanged(cruise_pair, before)
+    cruise_pair.assert_unchanged(before)
 
 
 def test_a_production_role_that_could_write_is_warned_about(cruise_pair: Pair) -> None:
@@ -169,7 +167,7 @@ def test_a_production_table_renamed_between_catalog_and_copy_fails_naming_it(
     worker.join(timeout=60)
     assert len(errors) == 1 and isinstance(errors[0], SyncError)
     assert str(errors[0]).startswith('copying public.ports failed, staging left unchanged: relation "public.ports"')
-    unchanged(cruise_pair, before)
+    cruise_pair.assert_unchanged(before)
 
 
 # -- staging's readers and writers during a sync ----------------------------------------------------

@@ -8,8 +8,8 @@ import yaml
 
 from sync_assets.engine import STAGING_ENV, Endpoint, SyncResult, parse_config, run_sync
 from sync_assets.engine.errors import TableFailure
-from sync_assets_tests import cruise, test_incremental
-from sync_assets_tests.conftest import Pair, Recorder, snapshot_tables, table_rows
+from sync_assets_tests import cruise, prices
+from sync_assets_tests.conftest import Pair, Recorder, counts, snapshot_tables, table_rows
 
 
 def fast_target(pair: Pair, role: tuple[str, str]) -> Endpoint:
@@ -36,17 +36,17 @@ def test_cruise_sync_through_the_fast_path_equals_production(cruise_pair: Pair, 
 
 
 def test_incremental_through_the_fast_path(pair: Pair, fast_role) -> None:
-    pair.run_prod(test_incremental.SCHEMA + test_incremental.TOUCH + test_incremental.DATA)
-    pair.run_staging(test_incremental.SCHEMA + test_incremental.STAGING_OWN)
+    pair.run_prod(prices.SCHEMA + prices.TOUCH + prices.DATA)
+    pair.run_staging(prices.SCHEMA + prices.STAGING_OWN)
     target = fast_target(pair, fast_role)
-    sync(pair, test_incremental.CONFIG, target)
+    sync(pair, prices.CONFIG, target)
     pair.run_prod(
         "UPDATE prices SET amount = 0 WHERE id < 4; DELETE FROM prices WHERE id = 9;"
         "UPDATE prices SET id = 900 WHERE id = 8"
     )
-    second = sync(pair, test_incremental.CONFIG, target)
-    assert test_incremental.counts(second, "prices") == (199, 6, 1, 3, 2)
-    test_incremental.assert_equal(pair)
+    second = sync(pair, prices.CONFIG, target)
+    assert counts(second, "prices") == (199, 6, 1, 3, 2)
+    pair.assert_equal(prices.TABLES)
 
 
 # Staging declares foreign keys production lacks; production's rows break them.

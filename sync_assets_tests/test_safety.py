@@ -7,8 +7,7 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -17,72 +16,19 @@ import pytest
 
 from sync_assets.engine import PRODUCTION_ENV, STAGING_ENV, is_transient
 from sync_assets_tests import cruise
-from sync_assets_tests.conftest import Pair, Recorder, snapshot_tables
+from sync_assets_tests.conftest import (
+    RUNNER,
+    Pair,
+    Recorder,
+    shadow_tables,
+    snapshot_tables,
+    staging_row_lock,
+    sync_backends,
+    wait_for,
+)
+from sync_assets_tests.cruise import ALL_STAGING, PATIENT, PRICING_LOCK
 
 pytestmark = pytest.mark.faults
-
-ALL_STAGING = [*cruise.SYNCED, *cruise.PRESERVED]
-# Long enough that the swap waits for the test's row lock instead of timing out.
-PATIENT = cruise.CONFIG_YAML + "lock_timeout: 120s\nretries: 0\n"
-
-RUNNER = """
-import sys
-from sync_assets.engine import Endpoint, Observer, Pause, load_config, run_sync
-
-class Printer(Observer):
-    def info(self, message):
-        print(message, flush=True)
-
-    warning = info
-
-run_sync(Endpoint("production", "DATABASE_URL_PRODUCTION", sys.argv[1]),
-         Endpoint("staging", "DATABASE_URL_STAGING", sys.argv[2]), load_config(sys.argv[3]),
-         observer=Printer(Pause.from_environment()))
-print("SYNC DONE", flush=True)
-"""
-
-
-def wait_for(predicate: Callable[[], object], what: str, timeout: float = 60.0) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def sync_backends(pair: Pair, dbname: str, waiting_on_lock: bool) -> list[int]:
-    with pair.cluster.connect() as admin:
-        rows = admin.execute(
-            "SELECT pid FROM pg_stat_activity WHERE application_name = 'sync_assets' AND datname = %s"
-            " AND (NOT %s OR wait_event_type = 'Lock')",
-            (dbname, waiting_on_lock),
-        ).fetchall()
-    return [r[0] for r in rows]
-
-
-def shadow_tables(pair: Pair) -> list[str]:
-    with pair.staging() as conn:
-        return [
-            r[0]
-            for r in conn.execute(
-                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-                " WHERE n.nspname = 'sync_assets' ORDER BY 1"
-            )
-        ]
-
-
-@contextmanager
-def staging_row_lock(pair: Pair, statement: str) -> Iterator[None]:
-    """Hold a row lock in staging that the swap will need, so it pauses mid-transaction."""
-    with pair.staging() as conn:
-        conn.execute("BEGIN")
-        conn.execute(statement)
-        try:
-            yield
-        finally:
-            conn.execute("ROLLBACK")
 
 
 def start_runner(pair: Pair, config_path: Path, log_path: Path) -> subprocess.Popen:
@@ -158,7 +104,6 @@ def test_killed_while_copying_leaves_staging_unchanged(cruise_pair: Pair, tmp_pa
     assert shadow_tables(cruise_pair) == []
 
 
-PRICING_LOCK = "SELECT * FROM pricing WHERE cruise_id = 10 FOR UPDATE"
 COUNTS = (
     "SELECT (SELECT count(*) FROM cruises), (SELECT count(*) FROM itineraries),"
     " (SELECT count(*) FROM quote_requests), (SELECT count(*) FROM cruise_lines)"

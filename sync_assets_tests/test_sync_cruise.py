@@ -11,19 +11,13 @@ from sync_assets_tests.conftest import Pair, Recorder, snapshot_tables, table_ro
 ALL_STAGING = [*cruise.SYNCED, *cruise.PRESERVED]
 
 
-def assert_synced_equal(pair: Pair) -> None:
-    with pair.prod() as prod, pair.staging() as staging:
-        for table in cruise.SYNCED:
-            assert table_rows(staging, table) == table_rows(prod, table), table
-
-
 def test_full_sync_makes_staging_equal_and_keeps_staging_data(cruise_pair: Pair) -> None:
     with cruise_pair.staging() as staging:
         before = snapshot_tables(staging, list(cruise.PRESERVED))
 
     result = cruise_pair.sync(cruise.CONFIG_YAML)
 
-    assert_synced_equal(cruise_pair)
+    cruise_pair.assert_equal(cruise.SYNCED)
     with cruise_pair.staging() as staging:
         # users and saved_searches are staging's own and untouched; production's 30 users never arrive
         assert table_rows(staging, "users") == before["users"]
@@ -94,7 +88,7 @@ def test_resync_applies_only_what_changed(cruise_pair: Pair) -> None:
         """
     )
     result = cruise_pair.sync(cruise.CONFIG_YAML)
-    assert_synced_equal(cruise_pair)
+    cruise_pair.assert_equal(cruise.SYNCED)
     changed = {k[1]: (t.inserted, t.updated, t.deleted) for k, t in result.tables.items()}
     assert changed == {
         "cabin_categories": (0, 0, 0),
@@ -254,7 +248,7 @@ def test_unique_value_moving_to_a_new_row_is_applied_deletes_first(cruise_pair: 
     )
     logs = Recorder()
     result = cruise_pair.sync(cruise.CONFIG_YAML, observer=logs)
-    assert_synced_equal(cruise_pair)
+    cruise_pair.assert_equal(cruise.SYNCED)
     assert any("unique key moved between rows (cabin_categories_name_key)" in m for m in logs)
     assert (
         result.tables[("public", "cabin_categories")].inserted,

@@ -44,15 +44,10 @@ def assert_all_equal(pair: Pair, *, only: bool = False) -> None:
             assert rows(staging, table) == rows(prod, table), table
 
 
-def create_both(pair: Pair, ddl: str) -> None:
-    pair.run_prod(ddl)
-    pair.run_staging(ddl)
-
-
 def value_table(pair: Pair, columns: str, force_text: bool) -> None:
     """Table t on both sides; with force_text, a composite column too, which forces text COPY."""
     extra = ", ft force_text" if force_text else ""
-    create_both(pair, f"{FORCE_TEXT_TYPE} CREATE TABLE t (id integer PRIMARY KEY, {columns}{extra});")
+    pair.run_both(f"{FORCE_TEXT_TYPE} CREATE TABLE t (id integer PRIMARY KEY, {columns}{extra});")
 
 
 def fill(pair: Pair, inserts: str, force_text: bool) -> int:
@@ -85,8 +80,7 @@ def assert_no_changes(result: SyncResult) -> None:
 
 
 def test_enum_and_enum_array(pair: Pair) -> None:
-    create_both(
-        pair,
+    pair.run_both(
         """
         CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy', 'Very Happy', 'with,comma', 'quo"te', '{brace}');
         CREATE TABLE scalar_enum (id integer PRIMARY KEY, m mood);
@@ -322,8 +316,7 @@ def test_point(pair: Pair, force_text: bool) -> None:
 
 
 def test_composite_and_range_columns_force_text_copy(pair: Pair) -> None:
-    create_both(
-        pair,
+    pair.run_both(
         """
         CREATE TYPE address AS (street text, zip varchar(10), loc point, tags text[], price numeric);
         CREATE TYPE floatrange AS RANGE (subtype = float8);
@@ -370,8 +363,7 @@ def test_composite_and_range_columns_force_text_copy(pair: Pair) -> None:
 
 
 def test_domain_with_check(pair: Pair) -> None:
-    create_both(
-        pair,
+    pair.run_both(
         """
         CREATE DOMAIN positive AS integer CHECK (VALUE > 0);
         CREATE DOMAIN email AS text CHECK (VALUE ~ '@');
@@ -418,7 +410,7 @@ CREATE TABLE public.invoices (
 
 
 def test_mixed_case_reserved_identifiers_and_cross_schema_foreign_keys(pair: Pair) -> None:
-    create_both(pair, QUOTED_SCHEMA)
+    pair.run_both(QUOTED_SCHEMA)
     pair.run_prod(
         """
         INSERT INTO public.customers VALUES (1, 'Ann'), (2, 'Bob');
@@ -467,7 +459,7 @@ def test_mixed_case_reserved_identifiers_and_cross_schema_foreign_keys(pair: Pai
 
 
 def test_quoted_schema_left_out_of_config_is_not_synced(pair: Pair) -> None:
-    create_both(pair, QUOTED_SCHEMA.replace('REFERENCES "Sales Data"."Order" (id)', ""))
+    pair.run_both(QUOTED_SCHEMA.replace('REFERENCES "Sales Data"."Order" (id)', ""))
     pair.run_prod(
         """
         INSERT INTO public.customers VALUES (1, 'Ann');
@@ -482,8 +474,7 @@ def test_quoted_schema_left_out_of_config_is_not_synced(pair: Pair) -> None:
 
 
 def test_inheritance_child_is_its_own_table(pair: Pair) -> None:
-    create_both(
-        pair,
+    pair.run_both(
         """
         CREATE TABLE vehicles (id integer PRIMARY KEY, name text NOT NULL);
         CREATE TABLE boats (id integer PRIMARY KEY, draft numeric) INHERITS (vehicles);
@@ -522,8 +513,7 @@ def test_inheritance_child_is_its_own_table(pair: Pair) -> None:
 
 
 def test_inheritance_child_ids_drawn_from_the_parent_sequence_move_it(pair: Pair) -> None:
-    create_both(
-        pair,
+    pair.run_both(
         """
         CREATE TABLE parent (id serial PRIMARY KEY, name text);
         CREATE TABLE child (id integer PRIMARY KEY, extra text) INHERITS (parent);
@@ -543,8 +533,7 @@ def test_inheritance_child_ids_drawn_from_the_parent_sequence_move_it(pair: Pair
 
 
 def test_partitioned_table(pair: Pair) -> None:
-    create_both(
-        pair,
+    pair.run_both(
         """
         CREATE TABLE events (
             id bigserial, region text NOT NULL, at date NOT NULL, payload jsonb, PRIMARY KEY (id, region, at)
@@ -632,7 +621,7 @@ FROM generate_series(1, 6) i;
     ],
 )
 def test_resync_finds_representation_only_changes(pair: Pair, change: str, changed_rows: int) -> None:
-    create_both(pair, FORCE_TEXT_TYPE + RESYNC_TABLE)
+    pair.run_both(FORCE_TEXT_TYPE + RESYNC_TABLE)
     pair.run_prod(RESYNC_DATA)
     first = pair.sync()
     assert first.tables[T].inserted == 6
@@ -651,7 +640,7 @@ def test_resync_finds_representation_only_changes(pair: Pair, change: str, chang
     ids=["numeric-scale", "float-negative-zero"],
 )
 def test_resync_of_keyless_table_replaces_it_on_representation_change(pair: Pair, change: str, differ: int) -> None:
-    create_both(pair, "CREATE TABLE k (id integer, n numeric, f float8);")
+    pair.run_both("CREATE TABLE k (id integer, n numeric, f float8);")
     pair.run_prod("INSERT INTO k VALUES (1, 1.0, 0), (2, 2.0, 0), (2, 2.0, 0)")
     first = pair.sync()
     assert first.tables[("public", "k")].inserted == 3
@@ -664,7 +653,7 @@ def test_resync_of_keyless_table_replaces_it_on_representation_change(pair: Pair
 
 @pytest.mark.parametrize("amount", ["numeric", "money"], ids=["hashed", "money-has-no-hash-exact-compare"])
 def test_keyless_table_is_left_alone_while_equal_and_replaced_once_changed(pair: Pair, amount: str) -> None:
-    create_both(pair, f"CREATE TABLE k (id integer, amount {amount}, note text);")
+    pair.run_both(f"CREATE TABLE k (id integer, amount {amount}, note text);")
     pair.run_prod("INSERT INTO k VALUES (1, 1, 'a'), (2, 2, NULL), (2, 2, NULL)")
     pair.sync()
     unchanged = pair.sync().tables[("public", "k")]
@@ -677,7 +666,7 @@ def test_keyless_table_is_left_alone_while_equal_and_replaced_once_changed(pair:
 
 
 def test_resync_of_representation_change_in_a_key_column(pair: Pair) -> None:
-    create_both(pair, "CREATE TABLE nk (code numeric PRIMARY KEY, label text);")
+    pair.run_both("CREATE TABLE nk (code numeric PRIMARY KEY, label text);")
     pair.run_prod("INSERT INTO nk VALUES (1.0, 'one'), (2.0, 'two')")
     pair.sync()
     assert_all_equal(pair)
@@ -723,7 +712,7 @@ INSERT INTO "Sales Data"."Order" VALUES (1, 'from', 'Ann A.', 1), (2, NULL, '', 
 
 
 def test_resync_without_production_change_changes_nothing(pair: Pair) -> None:
-    create_both(pair, EVERYTHING)
+    pair.run_both(EVERYTHING)
     pair.run_prod(EVERYTHING_DATA)
     config = parse_config({"schemas": ["public", "Sales Data"]})
     first = pair.sync(config)
@@ -760,7 +749,7 @@ def test_resync_without_production_change_changes_nothing(pair: Pair) -> None:
 
 
 def test_a_keyless_table_replaced_whole_reports_the_rows_that_differ_apart_from_the_rows_rewritten(pair: Pair) -> None:
-    create_both(pair, "CREATE TABLE k (id integer, note text);")
+    pair.run_both("CREATE TABLE k (id integer, note text);")
     pair.run_prod("INSERT INTO k SELECT i, 'n' || i FROM generate_series(1, 100) i")
     pair.sync()
     pair.run_prod(

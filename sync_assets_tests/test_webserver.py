@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
-from dagster_graphql import DagsterGraphQLClient
 
 from sync_assets_tests import cruise
-from sync_assets_tests.conftest import Pair, Webserver, table_rows
+from sync_assets_tests.conftest import Pair, Webserver, launch_sync, table_rows
 
 pytestmark = pytest.mark.slow
 
@@ -28,20 +25,6 @@ query RunEvents($runId: ID!) {
   }
 }
 """
-
-
-def launch_sync(webserver: Webserver) -> str:
-    """Submit sync_job through the webserver and wait for it to finish; returns the run id."""
-    client = DagsterGraphQLClient("127.0.0.1", port_number=webserver.port)
-    run_id = client.submit_job_execution("sync_job", repository_location_name="sync_assets")
-    deadline = time.monotonic() + 240
-    status = client.get_run_status(run_id)
-    while status.value not in ("SUCCESS", "FAILURE", "CANCELED"):
-        assert time.monotonic() < deadline, f"run {run_id} still {status.value}"
-        time.sleep(1)
-        status = client.get_run_status(run_id)
-    assert status.value == "SUCCESS"
-    return run_id
 
 
 CHECKS = ("row_count_matches", "content_matches")

@@ -114,7 +114,7 @@ class _Children:
             run = runs[ref.fk.ref]
             if not run.plan.deletes or not set(ref.fk.ref_columns) <= set(run.plan.columns):
                 continue  # merge removes no row: nothing outside loses its parent
-            remaining = snapshot_rows(run, ref.fk.ref_columns)
+            remaining = snapshot_rows(run.plan, run.shadow, run.keys, ref.fk.ref_columns)
             counted = count_orphans(self.cur, ref.table.fk_relation(ref.fk), ref.fk, remaining)
             if not counted.rows:
                 continue

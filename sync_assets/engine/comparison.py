@@ -16,9 +16,10 @@ from sync_assets.engine.copy_pipe import copy_rows
 from sync_assets.engine.foreign_keys import count_rows
 from sync_assets.engine.introspect import introspect
 from sync_assets.engine.observe import Observer
-from sync_assets.engine.plan import TablePlan, build_plan
+from sync_assets.engine.plan import build_plan
 from sync_assets.engine.snapshot import begin_snapshot, prepare_session
 from sync_assets.engine.sql import cols, ident, match
+from sync_assets.engine.table_plan import TablePlan
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ import psycopg
 from psycopg import errors, sql
 
 from sync_assets.engine.catalog import Column
-from sync_assets.engine.plan import TablePlan
+from sync_assets.engine.table_plan import TablePlan
 
 # Built-in types whose hash is a function of the value's bytes alone (no OID, no collation, no encoding
 # beyond the text types'), so it is the same in any two databases of the same server version.

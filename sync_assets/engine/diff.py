@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from sync_assets.engine.plan import TablePlan
 from sync_assets.engine.shadows import Keys
 from sync_assets.engine.sql import as_text, cols, match, not_null
+from sync_assets.engine.table_plan import TablePlan
 from sync_assets.engine.table_run import TableRun
 
 

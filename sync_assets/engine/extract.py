@@ -20,10 +20,10 @@ from sync_assets.engine.content import Fingerprint, Scope, Side
 from sync_assets.engine.copy_pipe import Cancelled, copy_rows
 from sync_assets.engine.errors import about_table
 from sync_assets.engine.observe import Observer, Point
-from sync_assets.engine.plan import TablePlan
 from sync_assets.engine.shadows import Keys, create_shadow
 from sync_assets.engine.snapshot import join_snapshot, prepare_session
 from sync_assets.engine.sql import cols
+from sync_assets.engine.table_plan import TablePlan
 from sync_assets.engine.table_run import TableRun
 
 

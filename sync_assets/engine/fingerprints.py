@@ -18,8 +18,8 @@ from __future__ import annotations
 import psycopg
 from psycopg import errors, sql
 
-from sync_assets.engine.plan import TablePlan
 from sync_assets.engine.sql import cols, match, not_null
+from sync_assets.engine.table_plan import TablePlan
 
 
 def _print(alias: str, key: tuple[str, ...]) -> sql.Composable:

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 from sync_assets.engine.column_types import is_change_time
 from sync_assets.engine.config import Mode, SyncConfig
 from sync_assets.engine.errors import ConfigError, DriftError
-
-if TYPE_CHECKING:
-    from sync_assets.engine.plan import TablePlan
+from sync_assets.engine.table_plan import TablePlan
 
 
 def _incremental_problem(tp: TablePlan, column: str) -> str | None:

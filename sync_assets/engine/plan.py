@@ -1,78 +1,23 @@
 """Which tables a run syncs, in what order, with which columns; drift found before anything is touched.
 
-One frozen TablePlan per table says everything the steps need to know in advance: the columns copied
-and how each is compared, the row key, the mode, and from when its rows are read (watermarks.py sets
-`since`). What the run then finds out about the table goes into its TableRun (table_run.py).
+One frozen TablePlan (table_plan.py) per table says everything the steps need to know in advance: the
+columns copied and how each is compared, the row key, the mode, and from when its rows are read
+(watermarks.py sets `since`). What the run then finds out about the table goes into its TableRun
+(table_run.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime
 
-from sync_assets.engine.catalog import Catalog, ColumnSequence, ForeignKey, Identity, Table, TableKey
+from sync_assets.engine.catalog import Catalog, ForeignKey, Identity, Table, TableKey
 from sync_assets.engine.config import Mode, SyncConfig
 from sync_assets.engine.drift import copied_columns
 from sync_assets.engine.errors import ConfigError, DriftError, SelectionError
 from sync_assets.engine.graph import fk_groups
 from sync_assets.engine.modes import with_mode
 from sync_assets.engine.roles import Role, Roles, must_be_set, resolve_columns, resolve_modes, resolve_roles
-
-
-@dataclass(frozen=True)
-class TablePlan:
-    source: Table  # production's table
-    target: Table  # staging's table
-    columns: tuple[str, ...]  # copied, in staging's column order
-    key: tuple[str, ...]  # identifies rows; () means the table is replaced whole
-    binary: bool  # COPY in binary format
-    exact_columns: tuple[str, ...]  # compared with IS DISTINCT FROM
-    # Key columns whose `=` ignores representation (numeric 1.0 = 1.00): rewritten when their text differs.
-    key_text_columns: tuple[str, ...]
-    text_columns: tuple[str, ...]  # compared through their text form
-    update_columns: tuple[str, ...]  # set by UPDATE (not key, not identity ALWAYS)
-    overriding_system_value: bool  # staging has a copied identity ALWAYS column
-    sequences: tuple[ColumnSequence, ...]  # staging's sequences behind copied columns
-    extra_columns: tuple[str, ...]  # staging-only columns left to their defaults
-    notes: tuple[str, ...] = ()
-    # The two databases' encodings differ: content fingerprints hash text as UTF-8 (content.py).
-    encodings_differ: bool = False
-    # Staging-only columns whose default or identity draws from a sequence: a dry run gives them the
-    # numbers the sequence would give instead, for no rollback gives drawn numbers back.
-    mimicked: tuple[ColumnSequence, ...] = ()
-    # Staging-only columns whose default draws from a sequence inside an expression: a dry run cannot
-    # give their values without drawing, so it counts the table's inserts instead of making them.
-    unmimicked: tuple[str, ...] = ()
-    mode: Mode = Mode.MIRROR  # merge: rows production no longer has stay in staging
-    incremental_column: str | None = None  # mode incremental: when a row last changed
-    # Mode incremental: read only rows whose column is at least this (None: read every row).
-    since: datetime | None = None
-
-    @property
-    def deletes(self) -> bool:
-        return self.mode != Mode.MERGE
-
-    @property
-    def partial(self) -> bool:
-        """Only rows changed since the watermark are read; fingerprints, then keys, find the deletes."""
-        return self.mode == Mode.INCREMENTAL and self.since is not None
-
-    @property
-    def table_key(self) -> TableKey:
-        return self.target.key
-
-    @property
-    def key_indexed(self) -> bool:
-        """Staging has a unique index on exactly the row key: finding a row by key is one index probe."""
-        indexed = {frozenset(k) for k in (self.target.primary_key, *self.target.unique_keys)}
-        return bool(self.key) and frozenset(self.key) in indexed
-
-    @property
-    def qualified(self) -> str:
-        return self.target.qualified
-
-    def noted(self, note: str) -> TablePlan:
-        return replace(self, notes=(*self.notes, note))
+from sync_assets.engine.table_plan import TablePlan
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ from psycopg import sql
 
 from sync_assets.engine.catalog import qualified
 from sync_assets.engine.errors import SyncError
-from sync_assets.engine.plan import SyncPlan, TablePlan
+from sync_assets.engine.plan import SyncPlan
+from sync_assets.engine.table_plan import TablePlan
 
 FIX = "grant them, or use a role that has them (README.md, 'Privileges')"
 

@@ -20,8 +20,9 @@ from psycopg import sql
 from sync_assets.engine.catalog import ForeignKey, Table, TableKey, qualified
 from sync_assets.engine.errors import TableFailure
 from sync_assets.engine.foreign_keys import count_orphans
-from sync_assets.engine.plan import SyncPlan, TablePlan
+from sync_assets.engine.plan import SyncPlan
 from sync_assets.engine.sql import fmt_sample
+from sync_assets.engine.table_plan import TablePlan
 
 
 def _violation(table: Table, fk: ForeignKey, rows: int, sample: list[tuple]) -> TableFailure:

@@ -9,16 +9,12 @@ whether any were deleted at all).
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import TYPE_CHECKING
 
 import psycopg
 from psycopg import sql
 
 from sync_assets.engine.sql import cols, match, not_null
-
-if TYPE_CHECKING:
-    from sync_assets.engine.plan import TablePlan
-    from sync_assets.engine.table_run import TableRun
+from sync_assets.engine.table_plan import TablePlan
 
 BOOKKEEPING_SCHEMA = "sync_assets"
 SHADOW_PREFIX = "shadow_"
@@ -62,20 +58,18 @@ def create_shadow(
     )
 
 
-def snapshot_rows(run: TableRun, columns: tuple[str, ...]) -> sql.Composable:
+def snapshot_rows(plan: TablePlan, shadow: ShadowName, keys: Keys, columns: tuple[str, ...]) -> sql.Composable:
     """A relation (for FROM) holding these columns of every row the snapshot has.
 
     Fully read, that is the shadow. Partly read, it is the changed rows from the shadow plus staging's
     rows that are neither changed nor deleted: staging held the watermark's state of the rest.
     """
-    plan, shadow = run.plan, run.shadow
     if not plan.partial:
         return shadow
-    if run.keys == Keys.COPIED:
-        keys = shadow.keys
+    if keys == Keys.COPIED:
         if set(columns) <= set(plan.key):
-            return keys
-        kept = sql.SQL("EXISTS (SELECT 1 FROM {} k WHERE {})").format(keys, match("k", plan.key, "t", plan.key))
+            return shadow.keys
+        kept = sql.SQL("EXISTS (SELECT 1 FROM {} k WHERE {})").format(shadow.keys, match("k", plan.key, "t", plan.key))
     else:  # nothing was deleted (fingerprints.py): staging's rows with a key are all still in production
         kept = not_null("t", plan.key)
     return sql.SQL(

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from sync_assets.engine.catalog import TableKey
 from sync_assets.engine.config import Mode
 from sync_assets.engine.content import Fingerprint, Unavailable
-from sync_assets.engine.plan import TablePlan
 from sync_assets.engine.shadows import Keys, ShadowName
+from sync_assets.engine.table_plan import TablePlan
 
 
 @dataclass

@@ -17,8 +17,9 @@ from sync_assets.engine.catalog import TableKey, qualified
 from sync_assets.engine.config import Mode, SyncConfig
 from sync_assets.engine.incremental import Observation, save_observation
 from sync_assets.engine.observe import Observer
-from sync_assets.engine.plan import SyncPlan, TablePlan
+from sync_assets.engine.plan import SyncPlan
 from sync_assets.engine.shadows import BOOKKEEPING_SCHEMA
+from sync_assets.engine.table_plan import TablePlan
 from sync_assets.engine.table_run import TableRun
 
 STATE_TABLE = sql.Identifier(BOOKKEEPING_SCHEMA, "incremental_state")

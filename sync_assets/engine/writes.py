@@ -11,8 +11,8 @@ from psycopg import sql
 from sync_assets.engine import diff, fingerprints
 from sync_assets.engine.catalog import ForeignKey, Identity
 from sync_assets.engine.diff import Diff
-from sync_assets.engine.plan import TablePlan
 from sync_assets.engine.sql import ident, match
+from sync_assets.engine.table_plan import TablePlan
 from sync_assets.engine.table_run import TableRun
 
 # Below this share of a table's rows, changed rows are found by probing its key index (update_changed).
