@@ -21,6 +21,7 @@ from sync_assets.engine import (
     ConfigError,
     Endpoint,
     LoadedCatalog,
+    Side,
     SyncConfig,
     SyncError,
     load_catalog,
@@ -55,7 +56,7 @@ def build_definitions(
     if problem is None:
         assert catalog.catalog is not None
         if staging_catalog is None:
-            staging_catalog = load_catalog(stg_url, layout_config.schemas, cache_dir, side="staging")
+            staging_catalog = load_catalog(stg_url, layout_config.schemas, cache_dir, side=Side.STAGING)
         # Without staging's catalog, the preserved tables are looked for in production's.
         staging_tables = staging_catalog.catalog or catalog.catalog
         try:

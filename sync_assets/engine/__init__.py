@@ -12,7 +12,7 @@ from sync_assets.engine.config import (
     TableRef,
 )
 from sync_assets.engine.config_file import load_config, parse_config
-from sync_assets.engine.connections import PRODUCTION_ENV, STAGING_ENV, Endpoint
+from sync_assets.engine.connections import PRODUCTION_ENV, STAGING_ENV, Endpoint, Side
 from sync_assets.engine.content import Fingerprint, Unavailable
 from sync_assets.engine.errors import ConfigError, SelectionError, SyncError, is_transient, redact
 from sync_assets.engine.foreign_keys import OrphanCount, count_orphans
@@ -43,6 +43,7 @@ __all__ = [
     "Point",
     "Roles",
     "SelectionError",
+    "Side",
     "StagingTriggers",
     "SyncConfig",
     "SyncError",

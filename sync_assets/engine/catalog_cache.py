@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 
 from sync_assets.engine.catalog import Catalog
-from sync_assets.engine.connections import PRODUCTION_ENV, STAGING_ENV, Endpoint
+from sync_assets.engine.connections import Endpoint, Side
 from sync_assets.engine.errors import SyncError
 from sync_assets.engine.introspect import introspect
 
@@ -43,10 +43,11 @@ def cache_file(endpoint: Endpoint, schemas: tuple[str, ...], directory: Path | N
 
 
 def load_catalog(
-    url: str | None, schemas: tuple[str, ...], directory: Path | None = None, side: str = "production"
+    url: str | None, schemas: tuple[str, ...], directory: Path | None = None, side: Side = Side.PRODUCTION
 ) -> LoadedCatalog:
     """Introspect one side now and refresh the cache; on any failure fall back to the cache."""
-    env = PRODUCTION_ENV if side == "production" else STAGING_ENV
+    side = Side(side)
+    env = side.env_var
     if not url:
         return LoadedCatalog(None, "none", f"{env} is not set, so no tables are known yet")
     try:

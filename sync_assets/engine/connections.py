@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from enum import StrEnum
 from urllib.parse import unquote
 
 import psycopg
@@ -16,6 +17,17 @@ PRODUCTION_ENV = "DATABASE_URL_PRODUCTION"
 STAGING_ENV = "DATABASE_URL_STAGING"
 APPLICATION_NAME = "sync_assets"
 DEFAULT_CONNECT_TIMEOUT = 10
+
+
+class Side(StrEnum):
+    """Which database: the one read (production) or the one written (staging)."""
+
+    PRODUCTION = "production"
+    STAGING = "staging"
+
+    @property
+    def env_var(self) -> str:
+        return PRODUCTION_ENV if self is Side.PRODUCTION else STAGING_ENV
 
 
 @dataclass(frozen=True)
@@ -34,7 +46,7 @@ class SessionLimits:
 class Endpoint:
     """One side of the sync: where it is and how to talk about it without leaking the password."""
 
-    side: str  # "production" or "staging"
+    side: Side
     env_var: str
     url: str = field(repr=False)  # holds the password
     limits: SessionLimits = SessionLimits()
@@ -45,6 +57,7 @@ class Endpoint:
     user: str = field(init=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "side", Side(self.side))
         if not self.url or not self.url.strip():
             raise ConfigError(f"{self.env_var} is empty: set it to the {self.side} database's URL")
         try:
@@ -108,7 +121,7 @@ class Endpoint:
             conn.execute(
                 sql.SQL("SET idle_in_transaction_session_timeout = {}").format(self.limits.idle_in_transaction_ms)
             )
-            if self.side == "production":
+            if self.side == Side.PRODUCTION:
                 conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
                 conn.execute("SET default_transaction_read_only = on")
                 if not autocommit:

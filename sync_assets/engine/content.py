@@ -30,6 +30,7 @@ import psycopg
 from psycopg import errors, sql
 
 from sync_assets.engine.catalog import Column
+from sync_assets.engine.connections import Side
 from sync_assets.engine.table_plan import TablePlan
 
 # Built-in types whose hash is a function of the value's bytes alone (no OID, no collation, no encoding
@@ -52,11 +53,6 @@ _SEND = {
 class Scope(StrEnum):
     STAGING = "staging"  # both prints taken in staging, of the same types
     ACROSS = "across"  # one print taken in production, one in staging
-
-
-class Side(StrEnum):
-    PRODUCTION = "production"
-    STAGING = "staging"
 
 
 class Method(StrEnum):

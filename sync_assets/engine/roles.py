@@ -9,6 +9,7 @@ from enum import StrEnum
 
 from sync_assets.engine.catalog import Catalog, ForeignKey, Table, TableKey, qualified
 from sync_assets.engine.config import Mode, SyncConfig, TableRef
+from sync_assets.engine.connections import Side
 from sync_assets.engine.errors import ConfigError
 from sync_assets.engine.graph import acyclic_parents, fk_order
 
@@ -33,7 +34,7 @@ class Roles:
     parents: dict[TableKey, list[TableKey]]  # synced table -> synced parents, cycle edges dropped
 
 
-def _resolve(ref: TableRef, catalog: Catalog, config: SyncConfig, key: str, side: str = "production") -> TableKey:
+def _resolve(ref: TableRef, catalog: Catalog, config: SyncConfig, key: str, side: Side = Side.PRODUCTION) -> TableKey:
     """The table a config entry names, looked up in `side`'s catalog; a name it lacks is a ConfigError."""
     if ref.schema is not None:
         if ref.schema not in config.schemas:
@@ -77,7 +78,7 @@ def resolve_roles(catalog: Catalog, staging: Catalog, config: SyncConfig) -> Rol
             f"'schemas' names {', '.join(repr(s) for s in missing)}, but production has no tables in "
             f"{'that schema' if len(missing) == 1 else 'those schemas'}"
         )
-    preserved = {_resolve(r, staging, config, "preserve", "staging") for r in config.preserve}
+    preserved = {_resolve(r, staging, config, "preserve", Side.STAGING) for r in config.preserve}
     excluded = {_resolve(r, catalog, config, "exclude") for r in config.exclude}
     both = sorted(preserved & excluded)
     if both:
