@@ -1,4 +1,4 @@
-"""Fault injection: a run struck at each named point of its phases (sync_assets/faults.py) by a SIGKILL,
+"""Fault injection: a run struck at each named point of its phases (sync_assets/engine/observe.py, Point) by a SIGKILL,
 a terminated staging or production session, or a restarted server, leaves every staging table whole (old
 state before the commit, new state after it), loses no preserved row, and the next run cleans up and
 succeeds.

@@ -9,7 +9,7 @@ from sync_assets.defs.assets import LOCK_TAG
 from sync_assets.defs.failures import failure_for
 from sync_assets.defs.metadata import plan_markdown
 from sync_assets.defs.resources import RunLog, SyncResource
-from sync_assets.engine import SyncConfig, SyncError, TableKey
+from sync_assets.engine import SyncConfig, TableKey
 
 DRY_RUN_JOB = "sync_dry_run"
 
@@ -40,7 +40,7 @@ def build_dry_run_job(synced: list[TableKey], config_loader, problem: str | None
         sync.endpoints()
         try:
             run_config: SyncConfig = config_loader()
-        except SyncError as exc:
+        except Exception as exc:
             raise failure_for(exc) from None
         result = sync.run(run_config, selection, RunLog(context), dry_run=True)
         markdown = plan_markdown(result)

@@ -168,11 +168,12 @@ class SyncConfig(BaseModel):
     def _lock_timeout(cls, value: Any) -> timedelta:
         if isinstance(value, timedelta) and value > timedelta(0):
             return value
+        # A bare number counts milliseconds, as PostgreSQL's own setting does.
         spelled = f"{value}ms" if isinstance(value, int) and not isinstance(value, bool) else value
         match = _DURATION.match(spelled) if isinstance(spelled, str) else None
         # 0 would switch the timeout off: the swap could then wait forever behind a lock.
         if match is None or int(match.group(1)) == 0:
-            raise ValueError(f"'lock_timeout' must be a positive duration such as '2s' or '500ms', got {value!r}")
+            raise ValueError(f"'lock_timeout' must be a positive duration such as '2s' or '500ms', got {spelled!r}")
         return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
 
     @field_validator("workers", mode="before")
@@ -217,13 +218,14 @@ class SyncConfig(BaseModel):
             raise ValueError(f"'tables' must map table names to their settings, got {value!r}")
         found = []
         for name, settings in value.items():
+            ref = _table_ref(name, "tables")
             if not isinstance(settings, dict) or set(settings) - {"mode", "column"}:
                 raise ValueError(f"'tables' entry {name!r} takes only 'mode' and 'column', got {settings!r}")
             mode = settings.get("mode")
             column = settings.get("column")
             found.append(
                 TableSetting(
-                    _table_ref(name, "tables"),
+                    ref,
                     Mode(_one_of(mode, Mode, f"the mode of {name}")) if "mode" in settings else None,
                     _column_name(column, f"the column of {name}") if "column" in settings else None,
                 )

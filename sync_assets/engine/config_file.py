@@ -12,16 +12,47 @@ from pydantic import ValidationError
 from sync_assets.engine.config import CONFIG_ENV, SyncConfig
 from sync_assets.engine.errors import ConfigError
 
+# The order mistakes are reported in, when a file has several: the settings one by one, then whether the
+# session limits are longer than zero, then the table lists (and last, a table listed in both).
+_ORDER = [
+    "schemas",
+    "orphans",
+    "lock_timeout",
+    "workers",
+    "retries",
+    "retry_delay_seconds",
+    "mode",
+    "tables",
+    "incremental_column",
+    "incremental_overlap",
+    "reconcile_every",
+    "staging_triggers",
+    "connect_timeout",
+    "statement_timeout",
+    "idle_in_transaction_timeout",
+    "max_runtime",
+    "longer than zero",
+    "preserve",
+    "exclude",
+]
+
+
+def _rank(error: Any) -> int:
+    if not error["loc"]:
+        return len(_ORDER)
+    if "must be longer than zero" in str((error.get("ctx") or {}).get("error", "")):
+        return _ORDER.index("longer than zero")
+    return _ORDER.index(str(error["loc"][0]))
+
 
 def _first_problem(exc: ValidationError) -> str:
-    """The sentence of the first mistake: unknown settings first, then in the order of the fields."""
+    """The sentence of the first mistake: unknown settings first, then in _ORDER."""
     errors = exc.errors()
     unknown = sorted(str(e["loc"][0]) for e in errors if e["type"] == "extra_forbidden")
     if unknown:
         known = ", ".join(sorted(SyncConfig.model_fields))
         return f"unknown setting {', '.join(repr(k) for k in unknown)}; known settings are {known}"
-    order = list(SyncConfig.model_fields)
-    first = min(errors, key=lambda e: order.index(str(e["loc"][0])) if e["loc"] else len(order))
+    first = min(errors, key=_rank)
     cause = (first.get("ctx") or {}).get("error")
     return str(cause) if cause is not None else f"'{'.'.join(map(str, first['loc']))}': {first['msg']}"
 

@@ -69,7 +69,7 @@ class _Reader:
         every_row = sql.SQL("SELECT {} FROM {}").format(cols(plan.columns), plan.source.relation())
         stats = self.copy(run, every_row, run.shadow, plan.columns, plan.qualified)
         run.production_rows = run.read_rows = stats.rows
-        run.bytes = stats.bytes
+        run.bytes, run.copy_seconds = stats.bytes, stats.seconds
         if prints:
             printed = time.monotonic()
             run.snapshot_print = content.take(self.target, plan, run.shadow, Scope.STAGING, Side.STAGING)
@@ -120,10 +120,11 @@ class _Reader:
             create_shadow(self.target, run.plan, run.shadow)
             if run.plan.partial:
                 self.changes(run)
+                # A partial read's time is all of it: changed rows, fingerprints, keys.
+                run.copy_seconds = time.monotonic() - started
             else:
                 self.whole(run, prints)
             self.observer.reached(Point.TABLE_COPIED)
-        run.copy_seconds = time.monotonic() - started
         self.observer.info(_copied(run))
 
 
@@ -172,9 +173,12 @@ def extract(
 
     def helper() -> None:
         assert snapshot_id is not None
-        with source.connect() as reader:
+        reader = source.connect()
+        try:
             join_snapshot(reader, snapshot_id)
             load(reader)
+        finally:
+            reader.close()  # no COMMIT or ROLLBACK: a failed COPY may still hold the session
 
     prepare_session(lead)
     # The snapshot's exporting session sits idle in its transaction while other readers finish theirs.
