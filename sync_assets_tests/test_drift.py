@@ -285,7 +285,7 @@ def test_widened_types_sync(pair: Pair) -> None:
     )
     result = pair.sync()
     w = result.tables[("public", "w")]
-    assert w.binary is False  # the types differ: text COPY converts
+    assert w.plan.binary is False  # the types differ: text COPY converts
     assert (w.inserted, w.updated, w.deleted) == (2, 1, 1)
     assert result.plan is not None
     assert result.plan.notes == []
