@@ -177,7 +177,7 @@ def sync_events(
 ) -> Iterator[Any]:
     """Sync the selected tables, then judge the selected checks: a materialization per table synced, a
     check result per check (on the run's evidence, or on both sides now for a table not synced)."""
-    sync.endpoints()
+    source, target = sync.endpoints()
     try:
         run_config = config_loader()
     except SyncError as exc:
@@ -191,7 +191,6 @@ def sync_events(
         observer.reached(Point.REPORTED)
         if result.orphans:
             context.log.warning(orphan_summary(result.orphans))
-        target, source = sync.staging.endpoint(), sync.production.endpoint()
         for tp in result.plan.tables:
             table = result.tables[tp.table_key]
             metadata = table_metadata(table, tp.target, target.dbname, result, source.describe())

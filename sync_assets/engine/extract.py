@@ -17,7 +17,7 @@ from psycopg import sql
 from sync_assets.engine import content, fingerprints
 from sync_assets.engine.connections import Endpoint
 from sync_assets.engine.content import Fingerprint, Scope, Side
-from sync_assets.engine.copy_pipe import Cancelled, copy_rows
+from sync_assets.engine.copy_pipe import Cancelled, CopyStats, copy_rows
 from sync_assets.engine.errors import about_table
 from sync_assets.engine.observe import Observer, Point
 from sync_assets.engine.shadows import Keys, create_shadow
@@ -48,6 +48,10 @@ def changed_since(plan: TablePlan) -> sql.Composable:
     return sql.SQL("{} OR {} IS NULL").format(recent, column)
 
 
+def _every_row(plan: TablePlan) -> sql.Composable:
+    return sql.SQL("SELECT {} FROM {}").format(cols(plan.columns), plan.source.relation())
+
+
 class _Reader:
     """One reader session and one staging writer session, copying tables into their shadows."""
 
@@ -56,7 +60,9 @@ class _Reader:
     ) -> None:
         self.source, self.target, self.observer, self.cancelled = source, target, observer, cancelled
 
-    def copy(self, run: TableRun, query: sql.Composable, into: sql.Identifier, columns: tuple[str, ...], label: str):
+    def copy(
+        self, run: TableRun, query: sql.Composable, into: sql.Identifier, columns: tuple[str, ...], label: str
+    ) -> CopyStats:
         stats = copy_rows(
             self.source, self.target, query, into, columns, run.plan.binary, label, self.observer, self.cancelled
         )
@@ -66,8 +72,7 @@ class _Reader:
     def whole(self, run: TableRun, prints: bool) -> None:
         """Every row into the shadow; which then holds exactly the snapshot's rows, in staging's types."""
         plan = run.plan
-        every_row = sql.SQL("SELECT {} FROM {}").format(cols(plan.columns), plan.source.relation())
-        stats = self.copy(run, every_row, run.shadow, plan.columns, plan.qualified)
+        stats = self.copy(run, _every_row(plan), run.shadow, plan.columns, plan.qualified)
         run.production_rows = run.read_rows = stats.rows
         run.bytes, run.copy_seconds = stats.bytes, stats.seconds
         if prints:
@@ -78,8 +83,7 @@ class _Reader:
     def changes(self, run: TableRun) -> None:
         """The rows changed since the watermark, then all keys unless their fingerprints show no deletes."""
         plan = run.plan
-        every_row = sql.SQL("SELECT {} FROM {}").format(cols(plan.columns), plan.source.relation())
-        changed_rows = sql.SQL("{} WHERE {}").format(every_row, changed_since(plan))
+        changed_rows = sql.SQL("{} WHERE {}").format(_every_row(plan), changed_since(plan))
         changed = self.copy(run, changed_rows, run.shadow, plan.columns, plan.qualified)
         run.read_rows, run.bytes = changed.rows, changed.bytes
         # Only production holds every row of the snapshot: its fingerprint is taken there, in the snapshot,
