@@ -9,13 +9,18 @@ Two PostgreSQL servers of our own (production, staging) in --dir. At scale 1 pro
   (b) pg_dump    pg_dump -Fc --data-only | pg_restore --data-only, same tables, bare tables
   (c) sync full  sync_assets into an empty staging that keeps its keys, indexes and staging-only rows
   (d) resync     sync_assets after about 1% of production's rows changed, every row read and compared
+                 (resync: copy, a full reconciliation)
+  (g) resync by hashes  the same after another 1%, every table in mode mirror, resync: hashes (the
+                 default): both sides hash their rows in buckets, only the differing buckets' rows are read
   (e) incremental  the same after another 1%, the keyed big tables in mode incremental: only rows changed
                  since the last run are read (by updated_at), deletes found by fingerprints, then keys
   (f) sync full without the content check: (c) with content_matches' fingerprints switched off in the
                  benchmark's own process, alternating with (c), so that their difference is what the check costs
 For each: wall seconds, MB/s of production data, ratio to (a), peak RSS of the process tree, WAL bytes
 written on staging, the worst latency a staging reader saw meanwhile, and for the syncs the seconds they
-spent on content_matches' fingerprints (and their share of the run). Results go to
+spent on content_matches' fingerprints (and their share of the run), the bytes they read from production
+(COPY data: rows and bucket hashes; the raw pipe's is its table data), and the scratch space they used on
+staging: the largest the tool's schema and temp tables were (polled) and the temp files written. Results go to
 --out/results.md (and results.png: seconds against scale).
 """
 
@@ -61,6 +66,9 @@ class Measure:
     wal_bytes: int = 0
     worst_read_ms: float = 0.0
     fingerprint_seconds: float = 0.0  # of the sync's seconds, spent on the content check's fingerprints
+    bytes_read: int = 0  # COPY data read from production
+    scratch_bytes: int = 0  # the largest the sync's schema and temp tables in staging were
+    temp_file_bytes: int = 0  # temp files written on staging
 
 
 def sh(command: str, env: dict[str, str] | None = None) -> None:
@@ -186,15 +194,17 @@ class Bench:
         )
         return Measure(time.monotonic() - started, wal_bytes=self.wal_lsn() - wal_before)
 
-    def sync(self, fresh: bool, reconcile: bool = False, content_check: bool = True) -> Measure:
+    def sync(
+        self, fresh: bool, reconcile: bool = False, content_check: bool = True, config_text: str | None = None
+    ) -> Measure:
         """A sync run in its own process; the big tables are incremental, so their first run (fresh) and
         a reconciling run read every row, and other runs only what changed since the previous one."""
         if fresh:
             self.fresh("staging", "staging_template")
         self.settle()
         config = Path(tempfile.mkstemp(suffix=".yaml")[1])
-        config.write_text(CONFIG)
-        wal_before = self.wal_lsn()
+        config.write_text(CONFIG if config_text is None else config_text)
+        wal_before, temp_before = self.wal_lsn(), self.temp_bytes()
         reader = Reader(self.staging.url("staging"))
         reader.start()
         before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -210,8 +220,17 @@ class Bench:
         rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         worst = reader.stop()
         config.unlink()
-        fingerprints = float(done.stdout.strip().splitlines()[-1])
-        return Measure(seconds, max(rss, before) / 1024, self.wal_lsn() - wal_before, worst * 1000, fingerprints)
+        fingerprints, read = done.stdout.strip().splitlines()[-1].split()
+        return Measure(
+            seconds,
+            max(rss, before) / 1024,
+            self.wal_lsn() - wal_before,
+            worst * 1000,
+            float(fingerprints),
+            int(read),
+            reader.scratch,
+            self.temp_bytes() - temp_before,
+        )
 
     def verify(self) -> None:
         """The synced staging holds production's rows (order-independent fingerprint per table)."""
@@ -221,6 +240,10 @@ class Bench:
                 query = fingerprint.format(sql.Identifier(table))
                 if prod.execute(query).fetchone() != staging.execute(query).fetchone():
                     raise SystemExit(f"staging's {table} differs from production's after the incremental run")
+
+    def temp_bytes(self) -> int:
+        with self.staging.connect() as conn:
+            return int(conn.execute("SELECT temp_bytes FROM pg_stat_database WHERE datname = 'staging'").fetchone()[0])
 
     def wal_lsn(self) -> int:
         with self.staging.connect() as conn:
@@ -233,13 +256,17 @@ CONFIG = "preserve: [users, quote_requests, saved_searches]\nincremental_overlap
     f"  {t}: {{mode: incremental}}\n" for t in INCREMENTAL
 )
 
+# (d): every row read, as before keyed hashes; (g): every table a mirror, compared by keyed hashes.
+COPY_CONFIG = CONFIG + "resync: copy\n"
+MIRROR_CONFIG = "preserve: [users, quote_requests, saved_searches]\n"
+
 SYNC_SCRIPT = """
 import sys
 from sync_assets.engine import Endpoint, Observer, load_config, run_sync
 result = run_sync(Endpoint("production", "DATABASE_URL_PRODUCTION", sys.argv[1]),
                   Endpoint("staging", "DATABASE_URL_STAGING", sys.argv[2]), load_config(sys.argv[3]),
                   observer=Observer(), reconcile=sys.argv[4] == "reconcile")
-print(result.fingerprint_seconds)
+print(result.fingerprint_seconds, sum(t.bytes for t in result.tables.values()))
 """
 
 
@@ -308,25 +335,37 @@ def strip_constraints(conn: psycopg.Connection) -> None:
 
 
 class Reader(threading.Thread):
-    """A staging reader during the sync: point lookups and a count, its slowest answer recorded."""
+    """A staging reader during the sync: point lookups and a count, its slowest answer recorded; and
+    every tenth round, the size of the sync's scratch (its schema, temp tables), its largest recorded."""
 
     def __init__(self, url: str) -> None:
         super().__init__(daemon=True)
-        self.url, self.worst, self.halt = url, 0.0, threading.Event()
+        self.url, self.worst, self.scratch, self.halt = url, 0.0, 0, threading.Event()
 
     def run(self) -> None:
         with psycopg.connect(self.url, autocommit=True) as conn:
+            rounds = 0
             while not self.halt.is_set():
                 started = time.monotonic()
                 conn.execute("SELECT count(*) FROM users").fetchone()
                 conn.execute("SELECT * FROM cruises WHERE id = 1").fetchall()
                 self.worst = max(self.worst, time.monotonic() - started)
+                rounds += 1
+                if rounds % 10 == 0:
+                    self.scratch = max(self.scratch, int(conn.execute(SCRATCH).fetchone()[0]))
                 time.sleep(0.01)
 
     def stop(self) -> float:
         self.halt.set()
         self.join()
         return self.worst
+
+
+# Relations of the sync's schema and of temp schemas (the swap's marks), which only the sync makes here.
+SCRATCH = """
+SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'r' AND (n.nspname = 'sync_assets' OR n.nspname LIKE 'pg\\_temp\\_%')
+"""
 
 
 def median(measures: list[Measure]) -> Measure:
@@ -336,6 +375,9 @@ def median(measures: list[Measure]) -> Measure:
         int(statistics.median(m.wal_bytes for m in measures)),
         max(m.worst_read_ms for m in measures),
         statistics.median(m.fingerprint_seconds for m in measures),
+        int(statistics.median(m.bytes_read for m in measures)),
+        max(m.scratch_bytes for m in measures),
+        max(m.temp_file_bytes for m in measures),
     )
 
 
@@ -353,6 +395,7 @@ def main() -> int:
             size = bench.build(scale)
             results: dict[str, list[Measure]] = {"raw pipe": [], "pg_dump → pg_restore": [], "sync full": [],
                                                  "resync after 1%": [], "incremental after 1%": [],
+                                                 "resync by hashes after 1%": [],
                                                  "sync full, no content check": []}  # fmt: skip
             for rep in range(args.reps):
                 print(f"scale {scale}: repetition {rep + 1}/{args.reps}", flush=True)
@@ -362,15 +405,19 @@ def main() -> int:
                 for check in (True, False) if rep % 2 else (False, True):
                     name = "sync full" if check else "sync full, no content check"
                     results[name].append(bench.sync(fresh=True, content_check=check))
-                bench.change_one_percent(2 * rep)
-                results["resync after 1%"].append(bench.sync(fresh=False, reconcile=True))
-                bench.change_one_percent(2 * rep + 1)
+                bench.change_one_percent(3 * rep)
+                results["resync after 1%"].append(bench.sync(fresh=False, reconcile=True, config_text=COPY_CONFIG))
+                bench.change_one_percent(3 * rep + 1)
                 results["incremental after 1%"].append(bench.sync(fresh=False))
+                bench.change_one_percent(3 * rep + 2)
+                results["resync by hashes after 1%"].append(bench.sync(fresh=False, config_text=MIRROR_CONFIG))
             bench.verify()
             base = median(results["raw pipe"]).seconds
             full = median(results["sync full"]).seconds
             for name, measures in results.items():
                 m = median(measures)
+                if name == "raw pipe":
+                    m.bytes_read = size
                 rows.append((scale, size, name, m, m.seconds / base, m.seconds / full))
     finally:
         bench.stop()
@@ -403,6 +450,10 @@ def write_report(rows: list, out: Path) -> None:
                 "content check share": f"{m.fingerprint_seconds / m.seconds:.1%}"
                 if m.fingerprint_seconds >= 0.005
                 else "-",
+                "MB read from production": round(m.bytes_read / 1e6, 1) if m.bytes_read else "-",
+                "read share of table data": f"{m.bytes_read / size:.1%}" if m.bytes_read else "-",
+                "peak scratch MB": round(m.scratch_bytes / 1e6, 1) if m.scratch_bytes else "-",
+                "temp files MB": round(m.temp_file_bytes / 1e6, 1) if m.temp_file_bytes else "-",
             }
             for scale, size, name, m, ratio, to_full in rows
         ]

@@ -251,7 +251,7 @@ def test_every_point_is_struck() -> None:
     """The cases here cover every point of the engine; test_dagster_faults strikes "reported" (and
     "upserted" again, through Dagster's run termination)."""
     assert {p for _, p in CASES} == set(ENGINE_POINTS) == set(POINTS) - {"reported"}
-    assert len(POINTS) == 20 and len(CASES) == 51
+    assert len(POINTS) == 22 and len(CASES) == 57
 
 
 @pytest.mark.slow

@@ -63,7 +63,7 @@ def drop_shadows(conn: psycopg.Connection, only: list[ShadowName] | None = None)
         only = [ShadowName(r[0]) for r in rows]
     if only:
         # One statement: each DROP scans shared_buffers for the dropped tables' pages once.
-        names = [name for shadow in only for name in (shadow, shadow.keys)]
+        names = [name for shadow in only for name in shadow.companions]
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.SQL(", ").join(names)))
     return len(only)
 

@@ -29,7 +29,6 @@ from sync_assets.engine.observe import Observer
 from sync_assets.engine.orphans import Marks, OrphanBackup
 from sync_assets.engine.plan import Reference, SyncPlan
 from sync_assets.engine.roles import Role
-from sync_assets.engine.shadows import snapshot_rows
 from sync_assets.engine.sql import fmt_sample
 from sync_assets.engine.table_run import TableRun
 
@@ -114,7 +113,7 @@ class _Children:
             run = runs[ref.fk.ref]
             if not run.plan.deletes or not set(ref.fk.ref_columns) <= set(run.plan.columns):
                 continue  # merge removes no row: nothing outside loses its parent
-            remaining = snapshot_rows(run.plan, run.shadow, run.keys, ref.fk.ref_columns)
+            remaining = run.in_snapshot(ref.fk.ref_columns)
             counted = count_orphans(self.cur, ref.table.fk_relation(ref.fk), ref.fk, remaining)
             if not counted.rows:
                 continue

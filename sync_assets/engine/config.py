@@ -41,6 +41,13 @@ class StagingTriggers(StrEnum):
     FIRE = "fire"  # they fire; foreign keys are checked row by row
 
 
+class Resync(StrEnum):
+    """resync: how a table staging already holds is brought up to date (compare.py)."""
+
+    HASHES = "hashes"  # both sides hash their rows; only the rows of buckets that differ are read
+    COPY = "copy"  # every row is read into staging and compared there
+
+
 # PostgreSQL's own spelling of a duration setting: a number with an optional unit.
 _DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|min)?\s*$")
 # Longer spans (the incremental overlap, the full reconciliation period) may also count hours and days.
@@ -132,6 +139,7 @@ class SyncConfig(BaseModel):
     # An incremental table is read whole again (and compared row by row) when its last full read is older.
     reconcile_every: timedelta | None = timedelta(days=7)
     staging_triggers: StagingTriggers = StagingTriggers.AUTO
+    resync: Resync = Resync.HASHES
     # Limits: connecting, any one statement (None: no limit), a session idle inside a transaction, the run.
     connect_timeout: timedelta = timedelta(seconds=10)
     statement_timeout: timedelta | None = timedelta(hours=1)
@@ -202,6 +210,11 @@ class SyncConfig(BaseModel):
     @classmethod
     def _triggers(cls, value: Any) -> StagingTriggers:
         return StagingTriggers(_one_of(value, StagingTriggers, "'staging_triggers'"))
+
+    @field_validator("resync", mode="before")
+    @classmethod
+    def _resync(cls, value: Any) -> Resync:
+        return Resync(_one_of(value, Resync, "'resync'"))
 
     @field_validator("incremental_column", mode="before")
     @classmethod

@@ -27,6 +27,7 @@ _ORDER = [
     "incremental_overlap",
     "reconcile_every",
     "staging_triggers",
+    "resync",
     "connect_timeout",
     "statement_timeout",
     "idle_in_transaction_timeout",

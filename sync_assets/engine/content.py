@@ -62,13 +62,21 @@ class Method(StrEnum):
     TEXT = "text"  # hash_record_extended over every column's text (where a type has no hash function)
 
 
+class Fold(StrEnum):
+    """How the rows' hashes are combined. Both prints of a comparison use the same."""
+
+    SUM = "sum"  # a multiset's print: duplicate rows count
+    XOR = "xor"  # rows with distinct keys (compare.py's buckets): cheaper, and as strong where no row repeats
+
+
 @dataclass(frozen=True)
 class Fingerprint:
     rows: int
-    sum: int  # of the rows' 64-bit hashes
+    sum: int  # the rows' 64-bit hashes folded (their sum, or their xor)
     method: Method
     scope: Scope
     extra: tuple = ()  # more aggregates asked for in the same scan (take's extra); empty where they failed
+    fold: Fold = Fold.SUM
 
     def matches(self, other: Fingerprint) -> bool:
         return (self.rows, self.sum) == (other.rows, other.sum)
@@ -148,9 +156,14 @@ def row_hash(exprs: list[sql.Composable]) -> sql.Composable:
 
 
 def _print_query(
-    relation: sql.Composable, exprs: list[sql.Composable], where: sql.Composable | None, extra: sql.Composable | None
+    relation: sql.Composable,
+    exprs: list[sql.Composable],
+    where: sql.Composable | None,
+    extra: sql.Composable | None,
+    fold: Fold,
 ) -> sql.Composable:
-    return sql.SQL("SELECT count(*), coalesce(sum({hash}), 0){extra} FROM {rel} t{where}").format(
+    return sql.SQL("SELECT count(*), coalesce({fold}({hash}), 0){extra} FROM {rel} t{where}").format(
+        fold=sql.SQL("sum" if fold == Fold.SUM else "bit_xor"),
         hash=row_hash(exprs),
         extra=sql.SQL(", {}").format(extra) if extra is not None else sql.SQL(""),
         rel=relation,
@@ -167,6 +180,7 @@ def take(
     method: Method | None = None,
     where: sql.Composable | None = None,
     extra: sql.Composable | None = None,
+    fold: Fold = Fold.SUM,
 ) -> Fingerprint | Unavailable:
     """The fingerprint of `relation` (alias t) over the table's copied columns, in a savepoint (or a
     transaction of its own), so that a type without a hash function does not end the caller's.
@@ -180,12 +194,12 @@ def take(
         exprs = [column_expr(tp, col, scope, side, attempt) for col in tp.columns]
         try:
             with conn.transaction():
-                row = conn.execute(_print_query(relation, exprs, where, extra)).fetchone()
+                row = conn.execute(_print_query(relation, exprs, where, extra, fold)).fetchone()
         except errors.UndefinedFunction as exc:
             if extra is not None:
-                return take(conn, tp, relation, scope, side, method, where)
+                return take(conn, tp, relation, scope, side, method, where, fold=fold)
             reason = str(exc).splitlines()[0]
             continue
         assert row is not None
-        return Fingerprint(int(row[0]), int(row[1]), attempt, scope, tuple(row[2:]))
+        return Fingerprint(int(row[0]), int(row[1]), attempt, scope, tuple(row[2:]), fold)
     return Unavailable(f"its rows cannot be hashed ({reason})")

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
+from sync_assets.engine.connections import Side
 from sync_assets.engine.shadows import Keys
 from sync_assets.engine.sql import as_text, cols, match, not_null
 from sync_assets.engine.table_plan import TablePlan
@@ -59,13 +60,13 @@ def compute(cur: psycopg.Cursor, run: TableRun, index: str) -> Diff:
     tp, shadow = run.plan, run.shadow
     rel = tp.target.relation()
     cur.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(rel))
-    if not cur.fetchone()[0] and not tp.partial:
+    if not cur.fetchone()[0] and not tp.partial and run.keys != Keys.BUCKETS:
         return Diff(None, tp.key)
     marks = sql.Identifier(f"sync_diff_{index}")
     # Only what an UPDATE can write: a column it may not set (identity ALWAYS) would look changed forever.
     settable = set(tp.update_columns) | set(tp.key_text_columns)
     compared = tuple(c for c in (*tp.key_text_columns, *tp.exact_columns, *tp.text_columns) if c in settable)
-    if tp.partial:
+    if tp.partial or run.keys == Keys.BUCKETS:
         _compute_partial(cur, run, marks, changed(tp, compared))
         return Diff(marks, tp.key)
     # A NULL ctid means "no such row on that side" (a key column may be NULL in staging's own rows).
@@ -95,10 +96,23 @@ def compute(cur: psycopg.Cursor, run: TableRun, index: str) -> Diff:
 
 def _compute_partial(cur: psycopg.Cursor, run: TableRun, marks: sql.Identifier, differ: sql.Composable) -> None:
     """The diff of a table read partly: changed rows come from the shadow, deletes from the keys of all
-    production rows (none when their fingerprints matched); staging's other rows are left alone, unread."""
+    production rows (none when their fingerprints matched), or from staging's rows of the buckets whose
+    hashes differed that the shadow lacks; staging's other rows are left alone, unread."""
     tp = run.plan
     deletes = sql.SQL("")
-    if run.keys == Keys.COPIED:
+    if run.buckets is not None:
+        deletes = sql.SQL(
+            " UNION ALL SELECT {tkeys}, 'd' FROM {rel} t"
+            " WHERE {nn} AND {differing} AND NOT EXISTS (SELECT 1 FROM {shadow} s WHERE {smatch})"
+        ).format(
+            tkeys=cols(tp.key, "t"),
+            rel=tp.target.relation(),
+            nn=not_null("t", tp.key),
+            differing=run.buckets.holds(tp, Side.STAGING),
+            shadow=run.shadow,
+            smatch=match("s", tp.key, "t", tp.key),
+        )
+    elif run.keys == Keys.COPIED:
         deletes = sql.SQL(
             " UNION ALL SELECT {tkeys}, 'd' FROM {rel} t"
             " WHERE {nn} AND NOT EXISTS (SELECT 1 FROM {keys} k WHERE {kmatch})"

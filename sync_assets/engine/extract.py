@@ -14,9 +14,10 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 import psycopg
 from psycopg import sql
 
-from sync_assets.engine import content, fingerprints
+from sync_assets.engine import compare, content, fingerprints
+from sync_assets.engine.compare import Buckets
 from sync_assets.engine.connections import Endpoint
-from sync_assets.engine.content import Fingerprint, Scope, Side
+from sync_assets.engine.content import Fingerprint, Fold, Scope, Side
 from sync_assets.engine.copy_pipe import Cancelled, CopyStats, copy_rows
 from sync_assets.engine.errors import about_table
 from sync_assets.engine.observe import Observer, Point
@@ -116,17 +117,62 @@ class _Reader:
         run.bytes += every.bytes
         run.run_notes.append(f"every key read to find deletes: {why}")
 
+    def compare(self, run: TableRun) -> str | None:
+        """Production's buckets compared with staging's (compare.py), then the rows of the differing
+        buckets into the shadow. Returns why the table must be read whole instead, or None."""
+        plan = run.plan
+        target = self.target
+        present = target.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(plan.target.relation()))
+        if not present.fetchone()[0]:
+            return "staging's table is empty"
+        method = compare.hash_method(self.source, plan, Side.PRODUCTION)
+        if method is None or compare.hash_method(target, plan, Side.STAGING) != method:
+            return "its rows cannot be hashed alike on both servers"
+        estimate = max(plan.source.estimated_rows, plan.target.estimated_rows)
+        if estimate <= 0:
+            estimate = target.execute(sql.SQL("SELECT count(*) FROM {}").format(plan.target.relation())).fetchone()[0]
+        count = compare.bucket_count(estimate)
+        scratch = run.shadow.buckets
+        target.execute(sql.SQL("CREATE UNLOGGED TABLE {} (b integer, n bigint, x bigint)").format(scratch))
+        with compare.aggregating(self.source):
+            query = compare.buckets_query(plan, Side.PRODUCTION, method, count)
+            hashed = self.copy(run, query, scratch, ("b", "n", "x"), f"the row hashes of {plan.qualified}")
+        with compare.aggregating(target):
+            run.buckets = Buckets.of(count, method, compare.differing_buckets(target, plan, scratch, count, method))
+        rows, folded = target.execute(
+            sql.SQL("SELECT coalesce(sum(n), 0), coalesce(bit_xor(x), 0) FROM {}").format(scratch)
+        ).fetchone()
+        target.execute(sql.SQL("DROP TABLE {}").format(scratch))
+        run.keys, run.production_rows, run.bytes = Keys.BUCKETS, int(rows), hashed.bytes
+        run.snapshot_print = Fingerprint(int(rows), int(folded), method, Scope.ACROSS, fold=Fold.XOR)
+        self.observer.reached(Point.COMPARED)
+        if run.buckets.n_differing:
+            differing = sql.SQL("{} WHERE {}").format(_every_row(plan), run.buckets.holds(plan, Side.PRODUCTION))
+            fetched = self.copy(run, differing, run.shadow, plan.columns, plan.qualified)
+            run.read_rows, run.bytes = fetched.rows, run.bytes + fetched.bytes
+        self.observer.reached(Point.FETCHED)
+        run.run_notes.append(
+            f"compared by keyed row hashes: {run.buckets.n_differing:,} of {count:,} buckets differ,"
+            f" {run.read_rows:,} of {run.production_rows:,} rows read"
+        )
+        return None
+
     def table(self, run: TableRun, prints: bool) -> None:
         """Fill the table's shadow from the snapshot (prints: take the snapshot's content fingerprint of a
         shadow read whole; a dry run, whose checks do not run, does not)."""
         started = time.monotonic()
         with about_table("copying", run.qualified):
             create_shadow(self.target, run.plan, run.shadow)
+            whole = run.plan.unhashed
             if run.plan.partial:
                 self.changes(run)
                 # A partial read's time is all of it: changed rows, fingerprints, keys.
                 run.copy_seconds = time.monotonic() - started
+            elif whole is None and (whole := self.compare(run)) is None:
+                run.copy_seconds = time.monotonic() - started  # all of it: hashes and the rows read
             else:
+                if run.plan.by_hashes:
+                    run.run_notes.append(f"read whole, not compared by hashes: {whole}")
                 self.whole(run, prints)
             self.observer.reached(Point.TABLE_COPIED)
         self.observer.info(_copied(run))
@@ -134,7 +180,13 @@ class _Reader:
 
 def _copied(run: TableRun) -> str:
     what = f"{run.production_rows:,} rows"
-    if run.plan.partial:
+    if run.keys == Keys.BUCKETS:
+        assert run.buckets is not None
+        what = (
+            f"{run.read_rows:,} rows of the {run.buckets.n_differing:,} buckets (of {run.buckets.count:,}) whose"
+            f" hashes differ, of {what}"
+        )
+    elif run.plan.partial:
         since = f"{run.plan.since:%Y-%m-%d %H:%M:%S%z}"
         keys = f", and all their keys ({run.keys_why})" if run.keys == Keys.COPIED else ", none deleted"
         what = f"{run.read_rows:,} rows changed since {since}, of {what}{keys}"

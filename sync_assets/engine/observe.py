@@ -33,6 +33,8 @@ class Point(StrEnum):
     PLANNED = "planned"  # catalogs read, plan built
     COPY_STARTED = "copy_started"  # a table's COPY running on both sides, no row sent yet
     COPY_STREAMING = "copy_streaming"  # a table's first rows written into its shadow
+    COMPARED = "compared"  # a table's buckets compared by hashes (compare.py), no row read yet
+    FETCHED = "fetched"  # the rows of its differing buckets in its shadow
     TABLE_COPIED = "table_copied"  # a table's shadow filled
     EXTRACTED = "extracted"  # every shadow filled, production's snapshot still open
     SWAP_BEGUN = "swap_begun"  # staging's swap transaction open

@@ -5,7 +5,8 @@
       2. take snapshot     production's open transactions listed (incremental.py), then ONE snapshot
       3. plan              both catalogs (introspect.py), the plan (plan.py), the reads (watermarks.py),
                            the grants (privileges.py), how rows are written (write_path.py)
-      4. extract           every table's shadow filled from the snapshot (extract.py)
+      4. extract           every table's shadow filled from the snapshot (extract.py): every row, or where
+                           staging holds the table, the rows whose keyed hashes differ (compare.py)
       5. swap              ONE staging transaction: borders, writes, checks, sequences, bookkeeping, COMMIT
       6. close             shadows dropped, sessions closed
 
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field, replace
 
 import psycopg
 
-from sync_assets.engine import bookkeeping, incremental, privileges, watermarks, write_path
+from sync_assets.engine import bookkeeping, compare, incremental, privileges, watermarks, write_path
 from sync_assets.engine.catalog import TableKey
 from sync_assets.engine.config import SyncConfig
 from sync_assets.engine.connections import Endpoint, connect_both
@@ -72,17 +73,28 @@ def run_sync(
 
     reconcile reads incremental tables whole (and compares every row) instead of from their watermark.
     """
-    run = _Run.open(source, target, config, Observer.from_environment() if observer is None else observer, dry_run)
-    try:
-        run.hold_staging()
-        run.take_snapshot()
-        run.plan(selection, reconcile)
-        if run.runs:
-            run.extract()
-            run.swap()
-    finally:
-        run.close()
-    return run.finish()
+    observer = Observer.from_environment() if observer is None else observer
+    whole: frozenset[TableKey] = frozenset()  # tables whose hashes disagreed with their content check
+    while True:
+        run = _Run.open(source, target, config, observer, dry_run, whole)
+        try:
+            run.hold_staging()
+            run.take_snapshot()
+            run.plan(selection, reconcile)
+            if run.runs:
+                run.extract()
+                run.swap()
+        except compare.HashesDisagree as exc:
+            whole |= exc.tables
+            observer.warning(
+                f"after the changes its keyed row hashes found, {exc} still differed from the snapshot "
+                "(staging changed during the run, or hashes collided); nothing was committed: starting "
+                "again, reading it whole"
+            )
+            continue
+        finally:
+            run.close()
+        return run.finish()
 
 
 @dataclass
@@ -97,6 +109,7 @@ class _Run:
     control: psycopg.Connection
     result: SyncResult
     started: float
+    whole: frozenset[TableKey] = frozenset()  # read whole, not compared by hashes (compare.HashesDisagree)
     created_schema: bool = False
     observation: incremental.Observation | None = None
     states: dict[TableKey, watermarks.TableState] = field(default_factory=dict)
@@ -105,13 +118,21 @@ class _Run:
     runs: dict[TableKey, TableRun] = field(default_factory=dict)
 
     @classmethod
-    def open(cls, source: Endpoint, target: Endpoint, config: SyncConfig, observer: Observer, dry_run: bool) -> _Run:
+    def open(
+        cls,
+        source: Endpoint,
+        target: Endpoint,
+        config: SyncConfig,
+        observer: Observer,
+        dry_run: bool,
+        whole: frozenset[TableKey] = frozenset(),
+    ) -> _Run:
         started = time.monotonic()
         limits = config.session_limits()
         source, target = replace(source, limits=limits), replace(target, limits=limits)
         prod, control = connect_both(source, target)
         result = SyncResult(run_id=uuid.uuid4().hex, dry_run=dry_run)
-        return cls(source, target, config, observer, prod, control, result, started)
+        return cls(source, target, config, observer, prod, control, result, started, whole)
 
     def hold_staging(self) -> None:
         """1. Staging writable and ours alone; the bookkeeping schema there; an earlier run's leftovers gone."""
@@ -144,6 +165,7 @@ class _Run:
         )
         self.states = watermarks.load_states(self.control)
         plan = watermarks.plan_reads(plan, self.states, self.observation, self.config, reconcile)
+        plan = compare.choose(plan, self.config.resync, reconcile, self.whole)
         if self.result.dry_run:
             plan = _dry_run_notes(plan)
         self.result.plan = plan

@@ -19,14 +19,16 @@ from sync_assets.engine.table_plan import TablePlan
 BOOKKEEPING_SCHEMA = "sync_assets"
 SHADOW_PREFIX = "shadow_"
 KEYS_SUFFIX = "_keys"
+BUCKETS_SUFFIX = "_buckets"
 
 
 class Keys(StrEnum):
-    """How a table read partly learns which rows production deleted (fingerprints.py)."""
+    """How a table read partly learns which rows production deleted (fingerprints.py, compare.py)."""
 
     NOT_NEEDED = "not needed"  # read whole: the shadow holds every row
     UNCHANGED = "unchanged"  # the key fingerprints match: nothing was deleted, no key shadow
     COPIED = "copied"  # every production key copied into the key shadow
+    BUCKETS = "buckets"  # compared by keyed row hashes (compare.py): the shadow holds the differing buckets
 
 
 class ShadowName(sql.Identifier):
@@ -45,6 +47,15 @@ class ShadowName(sql.Identifier):
         """The keys-only companion of a shadow."""
         return ShadowName(self.name + KEYS_SUFFIX)
 
+    @property
+    def buckets(self) -> ShadowName:
+        """Scratch for production's buckets while a table is compared by hashes (compare.py)."""
+        return ShadowName(self.name + BUCKETS_SUFFIX)
+
+    @property
+    def companions(self) -> tuple[ShadowName, ...]:
+        return (self, self.keys, self.buckets)
+
 
 def create_shadow(
     conn: psycopg.Connection, plan: TablePlan, shadow: sql.Identifier, columns: tuple[str, ...] | None = None
@@ -58,12 +69,20 @@ def create_shadow(
     )
 
 
-def snapshot_rows(plan: TablePlan, shadow: ShadowName, keys: Keys, columns: tuple[str, ...]) -> sql.Composable:
+def snapshot_rows(
+    plan: TablePlan, shadow: ShadowName, keys: Keys, columns: tuple[str, ...], same: sql.Composable | None = None
+) -> sql.Composable:
     """A relation (for FROM) holding these columns of every row the snapshot has.
 
     Fully read, that is the shadow. Partly read, it is the changed rows from the shadow plus staging's
-    rows that are neither changed nor deleted: staging held the watermark's state of the rest.
+    rows that are neither changed nor deleted: staging held the watermark's state of the rest. Compared
+    by hashes, it is the shadow's rows plus staging's rows in the buckets found equal (`same`, compare.py).
     """
+    if keys == Keys.BUCKETS:
+        assert same is not None
+        return sql.SQL("(SELECT {} FROM {} UNION ALL SELECT {} FROM {} t WHERE {})").format(
+            cols(columns), shadow, cols(columns, "t"), plan.target.relation(), same
+        )
     if not plan.partial:
         return shadow
     if keys == Keys.COPIED:

@@ -37,6 +37,9 @@ class TablePlan:
     incremental_column: str | None = None  # mode incremental: when a row last changed
     # Mode incremental: read only rows whose column is at least this (None: read every row).
     since: datetime | None = None
+    # Why a resync reads the table whole rather than comparing keyed row hashes (compare.py); None: it
+    # compares them wherever staging already holds rows.
+    unhashed: str | None = "not chosen"
 
     @property
     def deletes(self) -> bool:
@@ -46,6 +49,10 @@ class TablePlan:
     def partial(self) -> bool:
         """Only rows changed since the watermark are read; fingerprints, then keys, find the deletes."""
         return self.mode == Mode.INCREMENTAL and self.since is not None
+
+    @property
+    def by_hashes(self) -> bool:
+        return self.unhashed is None
 
     @property
     def table_key(self) -> TableKey:

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from psycopg import sql
+
 from sync_assets.engine.catalog import TableKey
+from sync_assets.engine.compare import Buckets
 from sync_assets.engine.config import Mode
+from sync_assets.engine.connections import Side
 from sync_assets.engine.content import Fingerprint, Unavailable
-from sync_assets.engine.shadows import Keys, ShadowName
+from sync_assets.engine.shadows import Keys, ShadowName, snapshot_rows
 from sync_assets.engine.table_plan import TablePlan
 
 
@@ -22,6 +26,7 @@ class TableRun:
     # -- the extract
     keys: Keys = Keys.NOT_NEEDED
     keys_why: str = ""  # why every key was copied
+    buckets: Buckets | None = None  # compared by keyed row hashes: which buckets differ (compare.py)
     production_rows: int = 0  # rows in the snapshot
     read_rows: int = 0  # rows whose values moved: fewer than production_rows when only changes were read
     bytes: int = 0
@@ -59,6 +64,11 @@ class TableRun:
     @property
     def mode(self) -> Mode:
         return self.plan.mode
+
+    def in_snapshot(self, columns: tuple[str, ...]) -> sql.Composable:
+        """A relation (for FROM) with these columns of every row the snapshot has (shadows.snapshot_rows)."""
+        same = self.buckets.holds(self.plan, Side.STAGING, differ=False) if self.buckets is not None else None
+        return snapshot_rows(self.plan, self.shadow, self.keys, columns, same)
 
     def forget_changes(self) -> None:
         """Before an attempt at the writes (apply.py may make two)."""
