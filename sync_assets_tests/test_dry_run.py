@@ -44,10 +44,7 @@ def test_dry_run_reports_the_exact_plan_and_changes_nothing(cruise_pair: Pair, t
     assert "**What the sync would do**" in plan
     rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in plan.splitlines() if line.startswith("|")]
     # table, production rows, mode, rows read, insert, update, delete
-    cruises_row = next(r for r in rows if r[0] == "public.cruises")
-    assert cruises_row[:3] + cruises_row[4:7] == ["public.cruises", "210", "mirror", "20", "11", "10"]
-    # Staging holds the table: compared by keyed row hashes, only the differing buckets' rows are read.
-    assert 31 <= int(cruises_row[3]) < 210
+    assert ["public.cruises", "210", "mirror", "210", "20", "11", "10"] in [r[:7] for r in rows]
     assert (
         "| public.quote_requests |      4 | removed | public.quote_requests_backup | quote_requests_cruise_id_fkey |"
         in plan

@@ -208,3 +208,31 @@ def test_other_modes_are_not_compared_by_hashes(pair: Pair, mode: str) -> None:
     pair.sync()
     result = pair.sync(f"mode: {mode}\nincremental_column: tz")
     assert result.tables[T].keys != Keys.BUCKETS
+
+
+def test_reconcile_every_reads_a_mirror_table_whole_again(pair: Pair) -> None:
+    _fill(pair, 200)
+    pair.sync()  # read whole: staging was empty; the read is recorded
+    pair.run_prod("UPDATE t SET s = 'one' WHERE id = 3")
+    assert pair.sync().tables[T].keys == Keys.BUCKETS
+    pair.run_staging("UPDATE sync_assets.whole_reads SET read_at = now() - interval '8 days'")
+    pair.run_prod("UPDATE t SET s = 'two' WHERE id = 3")
+    result = pair.sync()
+    run = result.tables[T]
+    assert (run.keys, run.read_rows, run.updated) == (Keys.NOT_NEEDED, 200, 1)
+    assert any(n.startswith("read whole: last read whole at ") and n.endswith("(reconcile_every)") for n in run.notes)
+    _assert_equal(pair)
+    assert pair.sync().tables[T].keys == Keys.BUCKETS  # read whole just now
+    pair.run_staging("UPDATE sync_assets.whole_reads SET read_at = now() - interval '8 days'")
+    assert pair.sync("reconcile_every: never").tables[T].keys == Keys.BUCKETS
+
+
+def test_a_table_never_read_whole_is_read_whole_first(pair: Pair) -> None:
+    """Staging filled by other means (a restored dump, an older version of the tool): read whole once."""
+    _fill(pair, 100)
+    pair.sync()
+    pair.run_staging("DELETE FROM sync_assets.whole_reads")
+    pair.run_prod("UPDATE t SET s = 'changed' WHERE id = 3")
+    assert pair.sync().tables[T].keys == Keys.NOT_NEEDED
+    assert pair.sync().tables[T].keys == Keys.BUCKETS
+    _assert_equal(pair)

@@ -24,12 +24,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 import psycopg
 from psycopg import errors, sql
 
 from sync_assets.engine.catalog import TableKey, qualified
-from sync_assets.engine.config import Mode, Resync
+from sync_assets.engine.config import Mode, Resync, SyncConfig
 from sync_assets.engine.connections import Side
 from sync_assets.engine.content import Method, Scope, column_expr, row_hash
 from sync_assets.engine.plan import SyncPlan
@@ -139,13 +140,11 @@ def aggregating(conn: psycopg.Connection) -> Iterator[None]:
             conn.execute("RESET enable_sort")
 
 
-def differing_buckets(
-    conn: psycopg.Connection, tp: TablePlan, scratch: sql.Identifier, buckets: int, method: Method
-) -> Iterator[int]:
-    """The numbers of the buckets where staging's rows differ from production's (in scratch), streamed."""
-    query = sql.SQL(
-        "SELECT coalesce(p.b, s.b) FROM {scratch} p FULL JOIN ({staging}) s ON p.b = s.b WHERE {differ}"
-    ).format(scratch=scratch, staging=buckets_query(tp, Side.STAGING, method, buckets), differ=sql.SQL(BUCKETS_DIFFER))
+def differing_buckets(conn: psycopg.Connection, production: sql.Identifier, staging: sql.Identifier) -> Iterator[int]:
+    """The numbers of the buckets where the two scratch tables of buckets differ, streamed."""
+    query = sql.SQL("SELECT coalesce(p.b, s.b) FROM {} p FULL JOIN {} s ON p.b = s.b WHERE {}").format(
+        production, staging, sql.SQL(BUCKETS_DIFFER)
+    )
     with conn.cursor() as cur:
         for (b,) in cur.stream(query):
             yield int(b)
@@ -161,20 +160,36 @@ class HashesDisagree(Exception):
         self.tables = tables
 
 
-def choose(plan: SyncPlan, resync: Resync, reconcile: bool, whole: frozenset[TableKey]) -> SyncPlan:
-    """Per table, whether a resync compares keyed row hashes (TablePlan.unhashed None) or reads it whole."""
+def choose(
+    plan: SyncPlan,
+    config: SyncConfig,
+    reconcile: bool,
+    whole: frozenset[TableKey],
+    now: datetime,
+    read_whole: dict[TableKey, datetime],
+) -> SyncPlan:
+    """Per table, whether a resync compares keyed row hashes (TablePlan.unhashed None) or reads it whole:
+    read_whole says when each table was last read whole (reconciled.py), which reconcile_every bounds."""
 
     def why(tp: TablePlan) -> str | None:
-        if resync == Resync.COPY:
+        if config.resync == Resync.COPY:
             return "resync: copy"
         if reconcile:
             return "full reconciliation asked for"
         if tp.table_key in whole:
             return "its hashes disagreed with the content check in an earlier attempt"
-        return eligible(tp)
+        if (reason := eligible(tp)) is not None:
+            return reason
+        last = read_whole.get(tp.table_key)
+        if last is None:
+            return "never read whole by a run before"
+        if config.reconcile_every is not None and now - last >= config.reconcile_every:
+            return f"last read whole at {last:%Y-%m-%d %H:%M%z} (reconcile_every)"
+        return None
 
     def chosen(tp: TablePlan) -> TablePlan:
         tp = replace(tp, unhashed=why(tp))
-        return tp.noted(f"read whole: {tp.unhashed}") if tp.table_key in whole else tp
+        noted = tp.table_key in whole or (tp.unhashed or "").endswith("(reconcile_every)")
+        return tp.noted(f"read whole: {tp.unhashed}") if noted else tp
 
     return replace(plan, tables=tuple(chosen(tp) for tp in plan.tables))

@@ -17,7 +17,7 @@ from psycopg import sql
 from sync_assets.engine import compare, content, fingerprints
 from sync_assets.engine.compare import Buckets
 from sync_assets.engine.connections import Endpoint
-from sync_assets.engine.content import Fingerprint, Fold, Scope, Side
+from sync_assets.engine.content import Fingerprint, Fold, Method, Scope, Side
 from sync_assets.engine.copy_pipe import Cancelled, CopyStats, copy_rows
 from sync_assets.engine.errors import about_table
 from sync_assets.engine.observe import Observer, Point
@@ -57,9 +57,15 @@ class _Reader:
     """One reader session and one staging writer session, copying tables into their shadows."""
 
     def __init__(
-        self, source: psycopg.Connection, target: psycopg.Connection, observer: Observer, cancelled: threading.Event
+        self,
+        source: psycopg.Connection,
+        target: psycopg.Connection,
+        observer: Observer,
+        cancelled: threading.Event,
+        staging: Endpoint,
     ) -> None:
         self.source, self.target, self.observer, self.cancelled = source, target, observer, cancelled
+        self.staging = staging  # for a second staging session, which hashes staging's rows meanwhile
 
     def copy(
         self, run: TableRun, query: sql.Composable, into: sql.Identifier, columns: tuple[str, ...], label: str
@@ -132,17 +138,24 @@ class _Reader:
         if estimate <= 0:
             estimate = target.execute(sql.SQL("SELECT count(*) FROM {}").format(plan.target.relation())).fetchone()[0]
         count = compare.bucket_count(estimate)
-        scratch = run.shadow.buckets
+        scratch, staging_scratch = run.shadow.buckets, run.shadow.staging_buckets
         target.execute(sql.SQL("CREATE UNLOGGED TABLE {} (b integer, n bigint, x bigint)").format(scratch))
-        with compare.aggregating(self.source):
-            query = compare.buckets_query(plan, Side.PRODUCTION, method, count)
-            hashed = self.copy(run, query, scratch, ("b", "n", "x"), f"the row hashes of {plan.qualified}")
-        with compare.aggregating(target):
-            run.buckets = Buckets.of(count, method, compare.differing_buckets(target, plan, scratch, count, method))
+        # Both databases hash at once: staging's buckets in a session of their own while production's stream in.
+        with self.staging.connect() as other, ThreadPoolExecutor(1, thread_name_prefix="sync-hasher") as pool:
+            staged = pool.submit(self.staging_buckets, other, plan, staging_scratch, count, method)
+            try:
+                with compare.aggregating(self.source):
+                    query = compare.buckets_query(plan, Side.PRODUCTION, method, count)
+                    hashed = self.copy(run, query, scratch, ("b", "n", "x"), f"the row hashes of {plan.qualified}")
+            except BaseException:
+                other.cancel_safe()
+                raise
+            staged.result()
+        run.buckets = Buckets.of(count, method, compare.differing_buckets(target, scratch, staging_scratch))
         rows, folded = target.execute(
             sql.SQL("SELECT coalesce(sum(n), 0), coalesce(bit_xor(x), 0) FROM {}").format(scratch)
         ).fetchone()
-        target.execute(sql.SQL("DROP TABLE {}").format(scratch))
+        target.execute(sql.SQL("DROP TABLE {}, {}").format(scratch, staging_scratch))
         run.keys, run.production_rows, run.bytes = Keys.BUCKETS, int(rows), hashed.bytes
         run.snapshot_print = Fingerprint(int(rows), int(folded), method, Scope.ACROSS, fold=Fold.XOR)
         self.observer.reached(Point.COMPARED)
@@ -156,6 +169,16 @@ class _Reader:
             f" {run.read_rows:,} of {run.production_rows:,} rows read"
         )
         return None
+
+    @staticmethod
+    def staging_buckets(
+        conn: psycopg.Connection, plan: TablePlan, into: sql.Identifier, count: int, method: Method
+    ) -> None:
+        prepare_session(conn)
+        with compare.aggregating(conn):
+            query = compare.buckets_query(plan, Side.STAGING, method, count)
+            conn.execute(sql.SQL("CREATE UNLOGGED TABLE {} AS {}").format(into, query))
+            conn.execute(sql.SQL("ANALYZE {}").format(into))
 
     def table(self, run: TableRun, prints: bool) -> None:
         """Fill the table's shadow from the snapshot (prints: take the snapshot's content fingerprint of a
@@ -219,7 +242,7 @@ def extract(
     def load(reader: psycopg.Connection) -> None:
         with target.connect() as writer:
             prepare_session(writer)
-            worker = _Reader(reader, writer, observer, cancelled)
+            worker = _Reader(reader, writer, observer, cancelled, target)
             while not cancelled.is_set():
                 with lock:
                     if not queue:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 
 import psycopg
 
-from sync_assets.engine import bookkeeping, compare, incremental, privileges, watermarks, write_path
+from sync_assets.engine import bookkeeping, compare, incremental, privileges, reconciled, watermarks, write_path
 from sync_assets.engine.catalog import TableKey
 from sync_assets.engine.config import SyncConfig
 from sync_assets.engine.connections import Endpoint, connect_both
@@ -165,7 +165,7 @@ class _Run:
         )
         self.states = watermarks.load_states(self.control)
         plan = watermarks.plan_reads(plan, self.states, self.observation, self.config, reconcile)
-        plan = compare.choose(plan, self.config.resync, reconcile, self.whole)
+        plan = compare.choose(plan, self.config, reconcile, self.whole, *reconciled.load(self.control))
         if self.result.dry_run:
             plan = _dry_run_notes(plan)
         self.result.plan = plan
@@ -210,6 +210,7 @@ class _Run:
 
         def bookkeeping_(cur: psycopg.Cursor) -> None:
             watermarks.record(cur, runs, self.observation, self.states, result.run_id, self.observer)
+            reconciled.record(cur, runs, result.run_id)
 
         swapped = swap(
             self.control,

@@ -20,6 +20,7 @@ BOOKKEEPING_SCHEMA = "sync_assets"
 SHADOW_PREFIX = "shadow_"
 KEYS_SUFFIX = "_keys"
 BUCKETS_SUFFIX = "_buckets"
+STAGING_BUCKETS_SUFFIX = "_staging_buckets"
 
 
 class Keys(StrEnum):
@@ -53,8 +54,13 @@ class ShadowName(sql.Identifier):
         return ShadowName(self.name + BUCKETS_SUFFIX)
 
     @property
+    def staging_buckets(self) -> ShadowName:
+        """Scratch for staging's buckets, computed meanwhile in a session of its own."""
+        return ShadowName(self.name + STAGING_BUCKETS_SUFFIX)
+
+    @property
     def companions(self) -> tuple[ShadowName, ...]:
-        return (self, self.keys, self.buckets)
+        return (self, self.keys, self.buckets, self.staging_buckets)
 
 
 def create_shadow(
