@@ -10,12 +10,16 @@ Two PostgreSQL servers of our own (production, staging) in --dir. At scale 1 pro
   (c) sync full  sync_assets into an empty staging that keeps its keys, indexes and staging-only rows
   (d) resync     sync_assets after about 1% of production's rows changed, every row read and compared
                  (resync: copy, a full reconciliation)
-  (g) resync by hashes  the same after another 1%, every table in mode mirror, resync: hashes (the
-                 default): both sides hash their rows in buckets, only the differing buckets' rows are read
   (e) incremental  the same after another 1%, the keyed big tables in mode incremental: only rows changed
                  since the last run are read (by updated_at), deletes found by fingerprints, then keys
   (f) sync full without the content check: (c) with content_matches' fingerprints switched off in the
                  benchmark's own process, alternating with (c), so that their difference is what the check costs
+  (g) resync by hashes  the same after another 1%, every table in mode mirror, resync: hashes (the
+                 default): both sides hash their rows in buckets, only the differing buckets' rows are read
+  floor          (a) into tables with staging's primary keys, indexes and foreign keys, parents first:
+                 what loading the rows costs however clever the sync
+  slow link      (a) and (g) with production behind a rate-limited proxy on loopback (200 Mbit/s,
+                 benchmarks/proxy.py); their ratio is to the raw pipe through the same link
 For each: wall seconds, MB/s of production data, ratio to (a), peak RSS of the process tree, WAL bytes
 written on staging, the worst latency a staging reader saw meanwhile, and for the syncs the seconds they
 spent on content_matches' fingerprints (and their share of the run), the bytes they read from production
@@ -44,6 +48,7 @@ from psycopg import sql
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.proxy import SlowLink  # noqa: E402
 from sync_assets.demo import data  # noqa: E402
 from sync_assets.demo.localpg import LocalPostgres, free_port  # noqa: E402
 from sync_assets.engine.introspect import introspect  # noqa: E402
@@ -55,6 +60,9 @@ DEMO_PER_BENCH_SCALE = 33.0  # demo scale 1 is ~30 MB; bench scale 1 ~1 GB
 SETTINGS = "-c shared_buffers=256MB -c max_wal_size=8GB -c checkpoint_timeout=30min -c max_connections=100"
 # The big tables get an updated_at that production's application (a trigger here) keeps current.
 INCREMENTAL = ("cruises", "itineraries", "price_snapshots", "pricing")
+PARENTS_FIRST = ("cruise_lines", "ships", "ports", "regions", "cabin_categories", "cruises", "itineraries", "pricing",
+                 "price_snapshots", "webhook_events")  # fmt: skip
+SLOW_LINK = 200e6 / 8  # bytes per second: 200 Mbit/s
 SYNCED = ("cabin_categories", "cruise_lines", "cruises", "itineraries", "ports", "price_snapshots", "pricing",
           "regions", "ships", "webhook_events")  # fmt: skip
 
@@ -115,7 +123,7 @@ class Bench:
                 (list(SYNCED),),
             ).fetchone()[0]
         with self.staging.connect() as admin:
-            for db in ("staging_template", "bare_template"):
+            for db in ("staging_template", "bare_template", "keyed_template"):
                 admin.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
                 admin.execute(f"CREATE DATABASE {db}")
         with self.staging.connect("staging_template") as conn:
@@ -133,6 +141,10 @@ class Bench:
             conn.execute(data.SCHEMA)
             add_change_column(conn, production=False)
             strip_constraints(conn)
+        with self.staging.connect("keyed_template") as conn:
+            conn.execute(data.SCHEMA)  # keys, indexes, foreign keys; generated columns written by the COPY
+            add_change_column(conn, production=False)
+            drop_generated(conn)
         return int(size)
 
     def settle(self) -> None:
@@ -164,17 +176,20 @@ class Bench:
 
     # -- the contenders ---------------------------------------------------------------------------
 
-    def raw_pipe(self) -> Measure:
-        self.fresh("bare", "bare_template")
+    def raw_pipe(self, port: int | None = None, keys: bool = False) -> Measure:
+        """Every table COPYed from production (through `port`, a slow link) into bare tables, or (keys) into
+        tables with the primary keys, indexes and foreign keys staging has, parents first: the floor."""
+        db, template = ("floor", "keyed_template") if keys else ("bare", "bare_template")
+        self.fresh(db, template)
         self.settle()
         env = {"PGPASSWORD": PASSWORD}
         wal_before = self.wal_lsn()
         started = time.monotonic()
-        for table in SYNCED:
+        for table in PARENTS_FIRST:
             sh(
-                f"psql -X -q -h 127.0.0.1 -p {self.prod.port} -U postgres -d production"
+                f"psql -X -q -h 127.0.0.1 -p {port or self.prod.port} -U postgres -d production"
                 f" -c '\\copy (SELECT * FROM {table}) TO STDOUT (FORMAT binary)'"
-                f" | psql -X -q -h 127.0.0.1 -p {self.staging.port} -U postgres -d bare"
+                f" | psql -X -q -h 127.0.0.1 -p {self.staging.port} -U postgres -d {db}"
                 f" -c '\\copy {table} FROM STDIN (FORMAT binary)'",
                 env,
             )
@@ -195,7 +210,12 @@ class Bench:
         return Measure(time.monotonic() - started, wal_bytes=self.wal_lsn() - wal_before)
 
     def sync(
-        self, fresh: bool, reconcile: bool = False, content_check: bool = True, config_text: str | None = None
+        self,
+        fresh: bool,
+        reconcile: bool = False,
+        content_check: bool = True,
+        config_text: str | None = None,
+        port: int | None = None,
     ) -> Measure:
         """A sync run in its own process; the big tables are incremental, so their first run (fresh) and
         a reconciling run read every row, and other runs only what changed since the previous one."""
@@ -208,10 +228,13 @@ class Bench:
         reader = Reader(self.staging.url("staging"))
         reader.start()
         before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        production = self.prod.url("production", READER, PASSWORD)
+        if port is not None:  # through the slow link
+            production = production.replace(f":{self.prod.port}/", f":{port}/")
         started = time.monotonic()
         done = subprocess.run(
             [sys.executable, "-c", SYNC_SCRIPT if content_check else NO_CONTENT_CHECK + SYNC_SCRIPT,
-             self.prod.url("production", READER, PASSWORD),
+             production,
              self.staging.url("staging", SYNCER, PASSWORD), str(config),
              "reconcile" if reconcile else ""],
             check=True, cwd=ROOT, stdout=subprocess.PIPE, text=True,
@@ -305,9 +328,22 @@ def add_change_column(conn: psycopg.Connection, production: bool) -> None:
             conn.execute(sql.SQL("CREATE INDEX ON {} (updated_at)").format(name))
 
 
+def drop_generated(conn: psycopg.Connection) -> None:
+    """Generated columns become plain ones, which COPY fills with production's values."""
+    for table in introspect(conn, ["public"]).tables.values():
+        for column in table.columns:
+            if column.generated:
+                conn.execute(
+                    sql.SQL("ALTER TABLE {} ALTER COLUMN {} DROP EXPRESSION").format(
+                        sql.Identifier(table.schema, table.name), sql.Identifier(column.name)
+                    )
+                )
+
+
 def strip_constraints(conn: psycopg.Connection) -> None:
     """Bare tables for the raw pipe: no keys, no indexes, no generated columns (identity columns stay: COPY
     writes them, and pg_restore sets their sequences)."""
+    drop_generated(conn)
     catalog = introspect(conn, ["public"])
     for table in catalog.tables.values():
         name = sql.Identifier(table.schema, table.name)
@@ -323,8 +359,6 @@ def strip_constraints(conn: psycopg.Connection) -> None:
             conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {} CASCADE").format(name, sql.Identifier(conname)))
         for column in table.columns:
             col = sql.Identifier(column.name)
-            if column.generated:
-                conn.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN {} DROP EXPRESSION").format(name, col))
             if column.not_null and not column.identity:
                 conn.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN {} DROP NOT NULL").format(name, col))
     for (index,) in conn.execute(
@@ -396,7 +430,10 @@ def main() -> int:
             results: dict[str, list[Measure]] = {"raw pipe": [], "pg_dump → pg_restore": [], "sync full": [],
                                                  "resync after 1%": [], "incremental after 1%": [],
                                                  "resync by hashes after 1%": [],
-                                                 "sync full, no content check": []}  # fmt: skip
+                                                 "sync full, no content check": [],
+                                                 "floor: raw pipe into keyed tables": [],
+                                                 "raw pipe, slow link": [],
+                                                 "resync by hashes after 1%, slow link": []}  # fmt: skip
             for rep in range(args.reps):
                 print(f"scale {scale}: repetition {rep + 1}/{args.reps}", flush=True)
                 results["raw pipe"].append(bench.raw_pipe())
@@ -405,18 +442,25 @@ def main() -> int:
                 for check in (True, False) if rep % 2 else (False, True):
                     name = "sync full" if check else "sync full, no content check"
                     results[name].append(bench.sync(fresh=True, content_check=check))
-                bench.change_one_percent(3 * rep)
+                bench.change_one_percent(4 * rep)
                 results["resync after 1%"].append(bench.sync(fresh=False, reconcile=True, config_text=COPY_CONFIG))
-                bench.change_one_percent(3 * rep + 1)
+                bench.change_one_percent(4 * rep + 1)
                 results["incremental after 1%"].append(bench.sync(fresh=False))
-                bench.change_one_percent(3 * rep + 2)
+                bench.change_one_percent(4 * rep + 2)
                 results["resync by hashes after 1%"].append(bench.sync(fresh=False, config_text=MIRROR_CONFIG))
+                results["floor: raw pipe into keyed tables"].append(bench.raw_pipe(keys=True))
+                with SlowLink(bench.prod.port, SLOW_LINK) as link:
+                    results["raw pipe, slow link"].append(bench.raw_pipe(port=link.port))
+                    bench.change_one_percent(4 * rep + 3)
+                    slow = bench.sync(fresh=False, config_text=MIRROR_CONFIG, port=link.port)
+                    results["resync by hashes after 1%, slow link"].append(slow)
             bench.verify()
-            base = median(results["raw pipe"]).seconds
             full = median(results["sync full"]).seconds
             for name, measures in results.items():
                 m = median(measures)
-                if name == "raw pipe":
+                # Over the slow link, the raw pipe through the same link is the measure.
+                base = median(results["raw pipe, slow link" if "slow link" in name else "raw pipe"]).seconds
+                if name.startswith(("raw pipe", "floor")):
                     m.bytes_read = size
                 rows.append((scale, size, name, m, m.seconds / base, m.seconds / full))
     finally:

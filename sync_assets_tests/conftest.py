@@ -32,8 +32,10 @@ from sync_assets.engine import (
     SyncResult,
     change_counters,
     parse_config,
+    reconciled,
     run_sync,
 )
+from sync_assets.engine.shadows import BOOKKEEPING_SCHEMA, SHADOW_PREFIX
 from sync_assets_tests import cruise
 from sync_assets_tests.pgcluster import (
     FAST_ROLE,
@@ -399,14 +401,26 @@ def sync_backends(pair: Pair, dbname: str, waiting_on_lock: bool) -> list[int]:
 
 
 def shadow_tables(pair: Pair) -> list[str]:
+    """Relations a run left in the bookkeeping schema: shadows, scratch, their indexes (not its records)."""
     with pair.staging() as conn:
         return [
             r[0]
             for r in conn.execute(
                 "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-                " WHERE n.nspname = 'sync_assets' ORDER BY 1"
+                " WHERE n.nspname = 'sync_assets' AND starts_with(c.relname, %s) ORDER BY 1",
+                (SHADOW_PREFIX,),
             )
         ]
+
+
+def mark_read_whole(pair: Pair, tables: tuple[str, ...] | list[str]) -> None:
+    """Record in staging's bookkeeping that a run read these public tables whole just now (reconciled.py):
+    the next resync compares them by keyed row hashes."""
+    with pair.staging() as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(BOOKKEEPING_SCHEMA)))
+        conn.execute(sql.SQL(reconciled._CREATE).format(reconciled.STATE_TABLE))
+        for table in tables:
+            conn.execute(sql.SQL(reconciled._UPSERT).format(reconciled.STATE_TABLE), ("public", table, "test"))
 
 
 @contextmanager

@@ -132,12 +132,10 @@ def aggregating(conn: psycopg.Connection) -> Iterator[None]:
     statistics on a computed bucket, would otherwise sort every row)."""
     conn.execute(sql.SQL("SET work_mem = {}").format(sql.Literal(WORK_MEM)))
     conn.execute("SET enable_sort = off")
-    try:
-        yield
-    finally:
-        if not conn.closed and conn.info.transaction_status != psycopg.pq.TransactionStatus.INERROR:
-            conn.execute("RESET work_mem")
-            conn.execute("RESET enable_sort")
+    yield
+    # Not in a finally: after a failure the session may be mid-COPY or gone, and the run fails anyway.
+    conn.execute("RESET work_mem")
+    conn.execute("RESET enable_sort")
 
 
 def differing_buckets(conn: psycopg.Connection, production: sql.Identifier, staging: sql.Identifier) -> Iterator[int]:
