@@ -236,3 +236,12 @@ def test_a_table_never_read_whole_is_read_whole_first(pair: Pair) -> None:
     assert pair.sync().tables[T].keys == Keys.NOT_NEEDED
     assert pair.sync().tables[T].keys == Keys.BUCKETS
     _assert_equal(pair)
+
+
+def test_a_table_read_whole_in_another_mode_is_then_compared_by_hashes(pair: Pair) -> None:
+    _fill(pair, 100)
+    pair.sync("mode: incremental\nincremental_column: tz")  # a first incremental run reads every row
+    pair.run_prod("UPDATE t SET s = 'changed' WHERE id = 3")
+    run = pair.sync().tables[T]
+    assert (run.keys, run.updated) == (Keys.BUCKETS, 1)
+    _assert_equal(pair)

@@ -12,7 +12,6 @@ from datetime import datetime
 import psycopg
 from psycopg import sql
 
-from sync_assets.engine import compare
 from sync_assets.engine.bookkeeping import table_exists
 from sync_assets.engine.catalog import TableKey
 from sync_assets.engine.shadows import BOOKKEEPING_SCHEMA, Keys
@@ -46,8 +45,9 @@ def load(conn: psycopg.Connection) -> tuple[datetime, dict[TableKey, datetime]]:
 
 
 def record(cur: psycopg.Cursor, runs: list[TableRun], run_id: str) -> None:
-    """Inside the swap transaction: the mirror tables with a key that were read whole."""
-    whole = [run for run in runs if compare.eligible(run.plan) is None and run.keys == Keys.NOT_NEEDED]
+    """Inside the swap transaction: the tables with a key that were read whole, in any mode (an incremental
+    table read whole, then switched to mirror, was compared row by row as much as a mirror table)."""
+    whole = [run for run in runs if run.plan.key and run.keys == Keys.NOT_NEEDED and not run.plan.partial]
     if not whole:
         return
     cur.execute(sql.SQL(_CREATE).format(STATE_TABLE))
