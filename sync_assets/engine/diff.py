@@ -100,29 +100,10 @@ def _compute_partial(cur: psycopg.Cursor, run: TableRun, marks: sql.Identifier, 
     hashes differed that the shadow lacks; staging's other rows are left alone, unread."""
     tp = run.plan
     deletes = sql.SQL("")
-    if run.buckets is not None:
-        deletes = sql.SQL(
-            " UNION ALL SELECT {tkeys}, 'd' FROM {rel} t"
-            " WHERE {nn} AND {differing} AND NOT EXISTS (SELECT 1 FROM {shadow} s WHERE {smatch})"
-        ).format(
-            tkeys=cols(tp.key, "t"),
-            rel=tp.target.relation(),
-            nn=not_null("t", tp.key),
-            differing=run.buckets.holds(tp, Side.STAGING),
-            shadow=run.shadow,
-            smatch=match("s", tp.key, "t", tp.key),
-        )
-    elif run.keys == Keys.COPIED:
-        deletes = sql.SQL(
-            " UNION ALL SELECT {tkeys}, 'd' FROM {rel} t"
-            " WHERE {nn} AND NOT EXISTS (SELECT 1 FROM {keys} k WHERE {kmatch})"
-        ).format(
-            tkeys=cols(tp.key, "t"),
-            rel=tp.target.relation(),
-            nn=not_null("t", tp.key),
-            keys=run.key_shadow,
-            kmatch=match("k", tp.key, "t", tp.key),
-        )
+    if run.buckets is not None:  # staging's rows of the differing buckets that the shadow lacks
+        deletes = _deleted(tp, run.shadow, run.buckets.holds(tp, Side.STAGING))
+    elif run.keys == Keys.COPIED:  # staging's rows whose key production no longer has
+        deletes = _deleted(tp, run.key_shadow)
     cur.execute(
         sql.SQL(
             "CREATE TEMP TABLE {marks} ON COMMIT DROP AS"
@@ -139,3 +120,18 @@ def _compute_partial(cur: psycopg.Cursor, run: TableRun, marks: sql.Identifier, 
         )
     )
     cur.execute(sql.SQL("ANALYZE {}").format(marks))
+
+
+def _deleted(tp: TablePlan, present: sql.Identifier, among: sql.Composable | None = None) -> sql.Composable:
+    """A UNION ALL arm marking 'd' the staging rows (among those `among` selects) whose key `present` lacks."""
+    return sql.SQL(
+        " UNION ALL SELECT {tkeys}, 'd' FROM {rel} t"
+        " WHERE {nn}{among} AND NOT EXISTS (SELECT 1 FROM {present} p WHERE {match})"
+    ).format(
+        tkeys=cols(tp.key, "t"),
+        rel=tp.target.relation(),
+        nn=not_null("t", tp.key),
+        among=sql.SQL(" AND {}").format(among) if among is not None else sql.SQL(""),
+        present=present,
+        match=match("p", tp.key, "t", tp.key),
+    )
