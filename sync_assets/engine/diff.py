@@ -66,15 +66,23 @@ def compute(cur: psycopg.Cursor, run: TableRun, index: str) -> Diff:
     # Only what an UPDATE can write: a column it may not set (identity ALWAYS) would look changed forever.
     settable = set(tp.update_columns) | set(tp.key_text_columns)
     compared = tuple(c for c in (*tp.key_text_columns, *tp.exact_columns, *tp.text_columns) if c in settable)
-    if tp.partial or run.keys == Keys.BUCKETS:
+    if tp.partial:
         _compute_partial(cur, run, marks, changed(tp, compared))
         return Diff(marks, tp.key)
+    staging: sql.Composable = sql.SQL("{} t").format(rel)
+    if run.buckets is not None:
+        # Only staging's rows of the buckets whose hashes differ: the shadow holds production's rows of
+        # those buckets and no other, so the one join finds inserts, updates and deletes alike. Both sides
+        # are about as small as the change, where a join of the shadow with the whole table would hash it.
+        staging = sql.SQL("(SELECT ctid, * FROM {} t WHERE {} AND {}) t").format(
+            rel, not_null("t", tp.key), run.buckets.holds(tp, Side.STAGING)
+        )
     # A NULL ctid means "no such row on that side" (a key column may be NULL in staging's own rows).
     cur.execute(
         sql.SQL(
             "CREATE TEMP TABLE {marks} ON COMMIT DROP AS SELECT {keys},"
             " CASE WHEN t.ctid IS NULL THEN 'i' WHEN s.ctid IS NULL THEN 'd' ELSE 'u' END AS sync_op"
-            " FROM {shadow} s FULL JOIN {rel} t ON {match}"
+            " FROM {shadow} s FULL JOIN {staging} ON {match}"
             " WHERE t.ctid IS NULL OR s.ctid IS NULL OR ({changed})"
         ).format(
             marks=marks,
@@ -85,7 +93,7 @@ def compute(cur: psycopg.Cursor, run: TableRun, index: str) -> Diff:
                 for k in tp.key
             ),
             shadow=shadow,
-            rel=rel,
+            staging=staging,
             match=match("s", tp.key, "t", tp.key),
             changed=changed(tp, compared),
         )
@@ -96,14 +104,20 @@ def compute(cur: psycopg.Cursor, run: TableRun, index: str) -> Diff:
 
 def _compute_partial(cur: psycopg.Cursor, run: TableRun, marks: sql.Identifier, differ: sql.Composable) -> None:
     """The diff of a table read partly: changed rows come from the shadow, deletes from the keys of all
-    production rows (none when their fingerprints matched), or from staging's rows of the buckets whose
-    hashes differed that the shadow lacks; staging's other rows are left alone, unread."""
+    production rows (none when their fingerprints matched); staging's other rows are left alone, unread."""
     tp = run.plan
     deletes = sql.SQL("")
-    if run.buckets is not None:  # staging's rows of the differing buckets that the shadow lacks
-        deletes = _deleted(tp, run.shadow, run.buckets.holds(tp, Side.STAGING))
-    elif run.keys == Keys.COPIED:  # staging's rows whose key production no longer has
-        deletes = _deleted(tp, run.key_shadow)
+    if run.keys == Keys.COPIED:  # staging's rows whose key production no longer has
+        deletes = sql.SQL(
+            " UNION ALL SELECT {tkeys}, 'd' FROM {rel} t"
+            " WHERE {nn} AND NOT EXISTS (SELECT 1 FROM {keys} p WHERE {match})"
+        ).format(
+            tkeys=cols(tp.key, "t"),
+            rel=tp.target.relation(),
+            nn=not_null("t", tp.key),
+            keys=run.key_shadow,
+            match=match("p", tp.key, "t", tp.key),
+        )
     cur.execute(
         sql.SQL(
             "CREATE TEMP TABLE {marks} ON COMMIT DROP AS"
@@ -120,18 +134,3 @@ def _compute_partial(cur: psycopg.Cursor, run: TableRun, marks: sql.Identifier, 
         )
     )
     cur.execute(sql.SQL("ANALYZE {}").format(marks))
-
-
-def _deleted(tp: TablePlan, present: sql.Identifier, among: sql.Composable | None = None) -> sql.Composable:
-    """A UNION ALL arm marking 'd' the staging rows (among those `among` selects) whose key `present` lacks."""
-    return sql.SQL(
-        " UNION ALL SELECT {tkeys}, 'd' FROM {rel} t"
-        " WHERE {nn}{among} AND NOT EXISTS (SELECT 1 FROM {present} p WHERE {match})"
-    ).format(
-        tkeys=cols(tp.key, "t"),
-        rel=tp.target.relation(),
-        nn=not_null("t", tp.key),
-        among=sql.SQL(" AND {}").format(among) if among is not None else sql.SQL(""),
-        present=present,
-        match=match("p", tp.key, "t", tp.key),
-    )
