@@ -145,6 +145,38 @@ def test_counts_of_a_resync_by_hashes_are_the_rows_that_differ(pair: Pair) -> No
     assert "buckets differ" in " ".join(run.notes)
 
 
+def test_keys_of_every_kind_bucket_alike_on_both_sides(pair: Pair) -> None:
+    """A uuid key and an integer key are hashed by their types' own functions, an integer key typed
+    differently on the two sides by its bigint value, other keys through a record: each side must put a
+    row in the same bucket, or every bucket would differ and every row be read."""
+    pair.run_prod(
+        "CREATE TABLE by_uuid (id uuid PRIMARY KEY, v int); CREATE TABLE widened (id integer PRIMARY KEY, v int);"
+        " CREATE TABLE by_text (id text PRIMARY KEY, v int)"
+    )
+    pair.run_staging(
+        "CREATE TABLE by_uuid (id uuid PRIMARY KEY, v int); CREATE TABLE widened (id bigint PRIMARY KEY, v int);"
+        " CREATE TABLE by_text (id text PRIMARY KEY, v int)"
+    )
+    pair.run_prod(
+        "INSERT INTO by_uuid SELECT md5(i::text)::uuid, i FROM generate_series(1, 800) i;"
+        " INSERT INTO widened SELECT i, i FROM generate_series(1, 800) i;"
+        " INSERT INTO by_text SELECT 'k' || i, i FROM generate_series(1, 800) i; ANALYZE"
+    )
+    pair.sync()
+    pair.run_prod(
+        "UPDATE by_uuid SET v = -v WHERE v IN (3, 400); UPDATE widened SET v = -v WHERE v IN (3, 400);"
+        " UPDATE by_text SET v = -v WHERE v IN (3, 400)"
+    )
+    result = pair.sync()
+    with pair.prod() as prod, pair.staging() as staging:
+        for table in ("by_uuid", "widened", "by_text"):
+            assert table_rows(staging, table) == table_rows(prod, table), table
+            run = result.tables[("public", table)]
+            assert run.keys == Keys.BUCKETS, (table, run.notes)
+            assert run.buckets is not None and run.buckets.n_differing == 2, table
+            assert run.updated == 2 and run.read_rows <= 2 * 40, table
+
+
 def test_staging_rows_changed_outside_the_sync_are_found(pair: Pair) -> None:
     _fill(pair, 500)
     pair.sync()
