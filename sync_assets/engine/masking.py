@@ -1,0 +1,284 @@
+"""Masks: what a masked column's value becomes, as an SQL expression production computes in its SELECT.
+
+Raw values never leave production: each transform is an expression over the column, built from core
+functions only (sha256, encode, translate...), nothing installed there. Keyed transforms use HMAC-SHA256
+under a key derived per transform from SYNC_ASSETS_MASK_KEY (mask_key.py): the same input gives the same
+output in every run, every table and every column masked the same way, so resyncs leave unchanged rows
+alone and masked values still join. A NULL stays NULL (except under `constant`), so NOT NULL holds.
+
+The expressions yield a value whose text form staging's type reads (text, bigint, uuid, date...): a masked
+table is copied in text format, where staging parses each value into its column's type.
+
+Which transform fits which column is decided here too (`unfit`), before anything moves.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+from enum import StrEnum
+from typing import Any
+
+from psycopg import sql
+
+from sync_assets.engine.catalog import Column
+from sync_assets.engine.errors import ConfigError
+from sync_assets.engine.mask_key import MaskKey
+from sync_assets.engine.mask_words import FIRST_NAMES, LAST_NAMES
+
+
+class Transform(StrEnum):
+    NULL = "null"  # NULL
+    CONSTANT = "constant"  # one value for every row
+    HASH = "hash"  # a keyed hash in the column's own type (text, integer, uuid, bytea)
+    EMAIL = "email"  # a valid, unique, keyed address under example.com
+    FIRST_NAME = "first_name"  # picked from a word list by keyed hash
+    LAST_NAME = "last_name"
+    FULL_NAME = "full_name"
+    DIGITS = "digits"  # every digit replaced by a keyed one: length and format stay
+    KEEP_LAST = "keep_last"  # all but the last N characters replaced by '*'
+    SHIFT = "shift"  # a number or date moved by a keyed amount within a range
+    JSON = "json"  # a transform applied at paths inside json/jsonb
+    SQL = "sql"  # an SQL expression of the user's, over the row's columns
+
+
+_TEXT = {"text", "character varying", "character"}
+_INTEGERS = {"smallint", "integer", "bigint"}
+_NUMBERS = _INTEGERS | {"numeric", "real", "double precision"}
+_TIMES = {"date", "timestamp without time zone", "timestamp with time zone"}
+_HASHABLE = _TEXT | _INTEGERS | {"uuid", "bytea"}
+_JSON = {"json", "jsonb"}
+_SPAN = re.compile(r"^\s*(\d+)\s*(s|min|h|d)\s*$")
+_UNITS = {"s": "seconds", "min": "minutes", "h": "hours", "d": "days"}
+_EMAIL_LENGTH = len("u") + 24 + len("@example.com")
+_HASH_LENGTH = 32  # hex characters of a hash into a text column (fewer where the column is shorter)
+_MIN_HASH_LENGTH = 8
+_INSIDE_JSON = {  # what a json path's value may become: it is read as text
+    Transform.NULL, Transform.CONSTANT, Transform.HASH, Transform.EMAIL, Transform.FIRST_NAME,
+    Transform.LAST_NAME, Transform.FULL_NAME, Transform.DIGITS, Transform.KEEP_LAST,
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Mask:
+    """One column's mask as the config gives it."""
+
+    transform: Transform
+    constant: str | None = None
+    keep: int = 0  # keep_last
+    by: float | timedelta | None = None  # shift: the largest move either way
+    paths: tuple[tuple[str, ...], ...] = ()  # json
+    inner: Mask | None = field(default=None)  # json: the transform at each path
+    expression: str | None = None  # sql
+
+    @classmethod
+    def parse(cls, where: str, spec: Any) -> Mask:
+        """A mask from its YAML form: a transform's name (`email`; YAML's null is `null`), or a mapping of
+        one transform to its options (`{keep_last: 4}`, `{shift: 30d}`, `{json: {paths: [...], transform:
+        hash}}`, `{sql: ...}`). Errors name `where`, the column as the config spells it."""
+        if spec is None:
+            return cls(Transform.NULL)
+        if isinstance(spec, str):
+            transform = _transform(where, spec)
+            if transform in (Transform.CONSTANT, Transform.KEEP_LAST, Transform.SHIFT, Transform.JSON, Transform.SQL):
+                raise ConfigError(f"mask {where}: {transform} needs an option, e.g. {{{transform}: ...}}")
+            return cls(transform)
+        if not isinstance(spec, dict) or len(spec) != 1:
+            raise ConfigError(f"mask {where}: expected a transform's name or a mapping of one transform to its options")
+        name, option = next(iter(spec.items()))
+        transform = _transform(where, str(name))
+        if transform == Transform.CONSTANT:
+            return cls(transform, constant=None if option is None else str(option))
+        if transform == Transform.KEEP_LAST:
+            if not isinstance(option, int) or isinstance(option, bool) or option < 0:
+                raise ConfigError(f"mask {where}: keep_last needs a count of characters (0 or more), not {option!r}")
+            return cls(transform, keep=option)
+        if transform == Transform.SHIFT:
+            return cls(transform, by=_shift_range(where, option))
+        if transform == Transform.SQL:
+            if not isinstance(option, str) or not option.strip():
+                raise ConfigError(f"mask {where}: sql needs an SQL expression")
+            return cls(transform, expression=option)
+        if transform == Transform.JSON:
+            return _json_mask(where, option)
+        raise ConfigError(f"mask {where}: {transform} takes no options")
+
+
+def _transform(where: str, name: str) -> Transform:
+    try:
+        return Transform(name)
+    except ValueError:
+        known = ", ".join(t.value for t in Transform)
+        raise ConfigError(f"mask {where}: unknown transform {name!r} (known: {known})") from None
+
+
+def _shift_range(where: str, option: Any) -> float | timedelta:
+    if isinstance(option, (int, float)) and not isinstance(option, bool) and option > 0:
+        return option
+    if isinstance(option, str) and (m := _SPAN.match(option)) and int(m.group(1)) > 0:
+        return timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+    raise ConfigError(
+        f"mask {where}: shift needs the largest move, a positive number (numbers) or a duration such as 30d or"
+        f" 12h (dates, timestamps), not {option!r}"
+    )
+
+
+def _json_mask(where: str, option: Any) -> Mask:
+    if not isinstance(option, dict) or set(option) - {"paths", "transform"} or "paths" not in option:
+        raise ConfigError(f"mask {where}: json needs {{paths: [a.b, ...], transform: ...}}")
+    paths = option["paths"]
+    if not isinstance(paths, list) or not paths or not all(isinstance(p, str) and p.strip(". ") for p in paths):
+        raise ConfigError(f"mask {where}: json paths must be a list of dotted paths, e.g. [customer.email]")
+    inner = Mask.parse(where, option.get("transform", "hash"))
+    if inner.transform not in _INSIDE_JSON:
+        raise ConfigError(f"mask {where}: {inner.transform} cannot mask a value inside json")
+    return Mask(Transform.JSON, paths=tuple(tuple(p.split(".")) for p in paths), inner=inner)
+
+
+def _declared_length(column: Column) -> int | None:
+    """varchar(n) / char(n): n; unbounded text: None."""
+    m = re.match(r"^(?:character varying|character)\((\d+)\)$", column.underlying or column.type)
+    return int(m.group(1)) if m else None
+
+
+def unfit(mask: Mask, column: Column) -> str | None:
+    """Why this mask cannot apply to this column (to be named with the column), or None."""
+    kind = column.base_type
+    if column.generated:
+        return "is a generated column: staging computes it"
+    if mask.transform == Transform.NULL:
+        return "is NOT NULL: null cannot mask it" if column.not_null else None
+    if mask.transform == Transform.CONSTANT:
+        return "is NOT NULL: a null constant cannot mask it" if mask.constant is None and column.not_null else None
+    if mask.transform == Transform.SQL:
+        return None
+    if column.is_array:
+        return f"is an array: {mask.transform} masks single values (use null, constant or sql)"
+    wanted = {
+        Transform.HASH: _HASHABLE,
+        Transform.SHIFT: _NUMBERS if isinstance(mask.by, (int, float)) else _TIMES,
+        Transform.JSON: _JSON,
+    }.get(mask.transform, _TEXT)
+    if kind not in wanted:
+        return f"has type {column.type}: {mask.transform} masks {', '.join(sorted(wanted))}"
+    if mask.transform == Transform.SHIFT and kind in _INTEGERS and not float(mask.by).is_integer():  # type: ignore[arg-type]
+        return f"has type {column.type}: shift it by a whole number"
+    if mask.transform == Transform.SHIFT and kind == "date" and isinstance(mask.by, timedelta) and mask.by.days < 1:
+        return "is a date: shift it by at least 1d"
+    length = _declared_length(column)
+    needed = {
+        Transform.HASH: _MIN_HASH_LENGTH,
+        Transform.EMAIL: _EMAIL_LENGTH,
+        Transform.FIRST_NAME: max(map(len, FIRST_NAMES)),
+        Transform.LAST_NAME: max(map(len, LAST_NAMES)),
+        Transform.FULL_NAME: max(map(len, FIRST_NAMES)) + 1 + max(map(len, LAST_NAMES)),
+    }.get(mask.transform)
+    if length is not None and needed is not None and kind in _TEXT and length < needed:
+        return f"has type {column.type}: {mask.transform} needs room for {needed} characters"
+    return None
+
+
+def _hex(key: MaskKey, purpose: str, message: sql.Composable) -> sql.Composable:
+    return sql.SQL("encode({}, 'hex')").format(key.hmac_sql(purpose, message))
+
+
+def _text_of(value: sql.Composable) -> sql.Composable:
+    return sql.SQL("convert_to({}::text, 'UTF8')").format(value)
+
+
+def _below(hexes: sql.Composable, n: int) -> sql.Composable:
+    """A number in 0 .. n - 1 from a hash's hex digits (28 bits of it: uniform enough for small n)."""
+    return sql.SQL("(('x' || '0' || left({}, 7))::bit(32)::integer % {})").format(hexes, sql.Literal(n))
+
+
+def _pick(words: tuple[str, ...], hexes: sql.Composable) -> sql.Composable:
+    return sql.SQL("(ARRAY[{}])[1 + {}]").format(sql.SQL(", ").join(map(sql.Literal, words)), _below(hexes, len(words)))
+
+
+def _text_mask(mask: Mask, value: sql.Composable, key: MaskKey, length: int | None) -> sql.Composable:
+    """The transforms over a text value (a column's, or a json path's)."""
+    t = mask.transform
+    if t == Transform.NULL:
+        return sql.SQL("NULL")
+    if t == Transform.CONSTANT:
+        return sql.Literal(mask.constant)
+    if t == Transform.KEEP_LAST:
+        return sql.SQL("repeat('*', greatest(length({v}) - {n}, 0)) || right({v}::text, {n})").format(
+            v=value, n=sql.Literal(mask.keep)
+        )
+    hexes = _hex(key, t.value, _text_of(value))
+    if t == Transform.HASH:
+        return sql.SQL("left({}, {})").format(hexes, sql.Literal(min(_HASH_LENGTH, length or _HASH_LENGTH)))
+    if t == Transform.EMAIL:
+        return sql.SQL("'u' || left({}, 24) || '@example.com'").format(hexes)
+    if t == Transform.FIRST_NAME:
+        return _pick(FIRST_NAMES, hexes)
+    if t == Transform.LAST_NAME:
+        return _pick(LAST_NAMES, hexes)
+    if t == Transform.FULL_NAME:
+        last = _hex(key, "full_name:last", _text_of(value))
+        return sql.SQL("{} || ' ' || {}").format(_pick(FIRST_NAMES, hexes), _pick(LAST_NAMES, last))
+    assert t == Transform.DIGITS, t
+    # 128 keyed digits (hex a-f folded onto 0-5), the i-th replacing the value's i-th character where
+    # that is a digit; other characters (+, -, spaces, letters) stay where they are.
+    again = key.hmac_sql("digits", sql.SQL("{} || '\\x01'::bytea").format(_text_of(value)))
+    digits = sql.SQL("translate({} || encode({}, 'hex'), 'abcdef', '012345')").format(hexes, again)
+    return sql.SQL(
+        "CASE WHEN {v} IS NULL THEN NULL ELSE array_to_string(ARRAY(SELECT CASE WHEN substr({v}::text, i, 1)"
+        " BETWEEN '0' AND '9' THEN substr(d.k, 1 + (i - 1) % 128, 1) ELSE substr({v}::text, i, 1) END"
+        " FROM (SELECT {digits} AS k) d, generate_series(1, length({v}::text)) i ORDER BY i), '') END"
+    ).format(v=value, digits=digits)
+
+
+def expression(mask: Mask, column: Column, key: MaskKey) -> sql.Composable:
+    """What production selects in place of the column (assumes `unfit(mask, column)` is None)."""
+    value = sql.Identifier(column.name)
+    t, kind = mask.transform, column.base_type
+    if t == Transform.SQL:
+        assert mask.expression is not None
+        return sql.SQL("({})").format(sql.SQL(mask.expression))  # the user's own SQL, by design
+    if t == Transform.HASH and kind not in _TEXT:
+        digest = key.hmac_sql("hash", value if kind == "bytea" else _text_of(value))
+        if kind == "bytea":
+            return digest
+        hexes = sql.SQL("encode({}, 'hex')").format(digest)
+        if kind == "uuid":
+            return sql.SQL("left({}, 32)::uuid").format(hexes)
+        bits = {"smallint": 16, "integer": 32, "bigint": 64}[kind]
+        signed = sql.SQL("('x' || left({}, {}))::bit({})").format(hexes, sql.Literal(bits // 4), sql.Literal(bits))
+        if bits == 16:
+            return sql.SQL("({}::integer - 32768)").format(signed)
+        return sql.SQL("{}::{}").format(signed, sql.SQL("bigint" if bits == 64 else "integer"))
+    if t == Transform.SHIFT:
+        return _shifted(mask, value, kind, key)
+    if t == Transform.JSON:
+        assert mask.inner is not None
+        document: sql.Composable = sql.SQL("{}::jsonb").format(value)
+        for path in mask.paths:
+            at = sql.SQL("ARRAY[{}]::text[]").format(sql.SQL(", ").join(map(sql.Literal, path)))
+            inner = _text_mask(mask.inner, sql.SQL("({} #>> {})").format(document, at), key, None)
+            replaced = sql.SQL("coalesce(to_jsonb(({})::text), 'null'::jsonb)").format(inner)
+            document = sql.SQL("jsonb_set({}, {}, {}, false)").format(document, at, replaced)
+        return document
+    return _text_mask(mask, value, key, _declared_length(column))
+
+
+def _shifted(mask: Mask, value: sql.Composable, kind: str, key: MaskKey) -> sql.Composable:
+    """The value moved by a keyed amount in [-by, +by]: the same value always moves the same way."""
+    hexes = _hex(key, f"shift:{mask.by}", _text_of(value))
+    if isinstance(mask.by, timedelta):
+        if kind == "date":
+            days = mask.by.days
+            return sql.SQL("({} + ({} - {}))").format(value, _below(hexes, 2 * days + 1), sql.Literal(days))
+        seconds = int(mask.by.total_seconds())
+        return sql.SQL("({} + ({} - {}) * interval '1 second')").format(
+            value, _below(hexes, 2 * seconds + 1), sql.Literal(seconds)
+        )
+    assert mask.by is not None
+    if kind in _INTEGERS:
+        by = int(mask.by)
+        return sql.SQL("({} + ({} - {}))").format(value, _below(hexes, 2 * by + 1), sql.Literal(by))
+    # A fraction in [-1, 1] of the range, from 28 bits of the hash.
+    fraction = sql.SQL("(('x' || '0' || left({}, 7))::bit(32)::integer / 134217727.5 - 1)").format(hexes)
+    return sql.SQL("({} + {}::numeric * {})").format(value, sql.Literal(str(mask.by)), fraction)
