@@ -370,7 +370,7 @@ def test_config_broken_after_load_fails_the_run_naming_the_setting(
 
     assert description == (
         f"SYNC_ASSETS_CONFIG file {path}: unknown setting 'orphan'; known settings are connect_timeout, exclude, "
-        "idle_in_transaction_timeout, incremental_column, incremental_overlap, lock_timeout, max_runtime, mode, "
+        "idle_in_transaction_timeout, incremental_column, incremental_overlap, lock_timeout, mask, max_runtime, mode, "
         "orphans, preserve, reconcile_every, resync, retries, retry_delay_seconds, schemas, staging_triggers, "
         "statement_timeout, tables, workers"
     )

@@ -54,6 +54,8 @@ def eligible(tp: TablePlan) -> str | None:
         return "no key to bucket its rows by"
     if tp.mode != Mode.MIRROR:
         return f"mode {tp.mode}"
+    if any(tp.selected(k) is not None for k in tp.key):
+        return "its key is masked: buckets are chosen by the key, which must not leave production raw"
     return None
 
 

@@ -15,6 +15,7 @@ from sync_assets.engine.content import Fingerprint, Scope, Side, Unavailable
 from sync_assets.engine.copy_pipe import copy_rows
 from sync_assets.engine.foreign_keys import count_rows
 from sync_assets.engine.introspect import introspect
+from sync_assets.engine.masked import mask_key
 from sync_assets.engine.observe import Observer
 from sync_assets.engine.plan import build_plan
 from sync_assets.engine.snapshot import begin_snapshot, prepare_session
@@ -47,7 +48,7 @@ def compare_now(
         begin_snapshot(prod)
         production, held = introspect(prod, config.schemas), introspect(staging, None)
         found = {}
-        for i, tp in enumerate(build_plan(production, held, config, keys).tables):
+        for i, tp in enumerate(build_plan(production, held, config, keys, mask_key(config)).tables):
             found[tp.table_key] = _compare(prod, staging, tp, i)
         return found
     finally:

@@ -16,6 +16,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
 
 from sync_assets.engine.connections import SessionLimits
+from sync_assets.engine.errors import ConfigError
+from sync_assets.engine.masking import Mask
 
 CONFIG_ENV = "SYNC_ASSETS_CONFIG"
 
@@ -73,6 +75,35 @@ class TableSetting:
     table: TableRef
     mode: Mode | None = None
     column: str | None = None
+
+
+@dataclass(frozen=True)
+class ColumnMask:
+    """One entry of `mask`: a column (`schema.table.column` or `table.column`) and its mask."""
+
+    table: TableRef
+    column: str
+    mask: Mask
+
+    def __str__(self) -> str:
+        return f"{self.table}.{self.column}"
+
+
+def _column_masks(value: Any) -> tuple[ColumnMask, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, dict):
+        raise ValueError(f"'mask' must map columns (schema.table.column) to transforms, got {value!r}")
+    found = []
+    for name, spec in value.items():
+        table, dot, column = str(name).rpartition(".")
+        if not dot or not table or not column:
+            raise ValueError(f"'mask' entry {name!r} must name a column as table.column or schema.table.column")
+        try:
+            found.append(ColumnMask(_table_ref(table, "mask"), column, Mask.parse(str(name), spec)))
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+    return tuple(found)
 
 
 def _one_of(value: Any, enum: type[StrEnum], what: str) -> StrEnum:
@@ -140,6 +171,8 @@ class SyncConfig(BaseModel):
     reconcile_every: timedelta | None = timedelta(days=7)
     staging_triggers: StagingTriggers = StagingTriggers.AUTO
     resync: Resync = Resync.HASHES
+    # Columns masked on their way out of production (masking.py); the key is in SYNC_ASSETS_MASK_KEY.
+    mask: tuple[ColumnMask, ...] = ()
     # Limits: connecting, any one statement (None: no limit), a session idle inside a transaction, the run.
     connect_timeout: timedelta = timedelta(seconds=10)
     statement_timeout: timedelta | None = timedelta(hours=1)
@@ -215,6 +248,11 @@ class SyncConfig(BaseModel):
     @classmethod
     def _resync(cls, value: Any) -> Resync:
         return Resync(_one_of(value, Resync, "'resync'"))
+
+    @field_validator("mask", mode="before")
+    @classmethod
+    def _mask(cls, value: Any) -> tuple[ColumnMask, ...]:
+        return value if isinstance(value, tuple) else _column_masks(value)
 
     @field_validator("incremental_column", mode="before")
     @classmethod

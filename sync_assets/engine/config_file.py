@@ -28,6 +28,7 @@ _ORDER = [
     "reconcile_every",
     "staging_triggers",
     "resync",
+    "mask",
     "connect_timeout",
     "statement_timeout",
     "idle_in_transaction_timeout",

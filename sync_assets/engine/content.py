@@ -134,6 +134,12 @@ def column_expr(tp: TablePlan, col: str, scope: Scope, side: Side, method: Metho
         if native:
             return c
         return sql.SQL("{}({})").format(sql.SQL(send), c) if send else sql.SQL("{}::text").format(c)
+    masked = tp.selected(col)
+    if masked is not None:
+        # Production's masked value against staging's stored one, through their text: what the copy
+        # carried (in text format) and staging read back.
+        value = sql.SQL("({})::text").format(masked) if side == Side.PRODUCTION else sql.SQL("{}::text").format(c)
+        return _text(value, utf8)
     same = source.type == target.type and source.is_domain == target.is_domain
     portable = (
         native

@@ -50,7 +50,14 @@ def changed_since(plan: TablePlan) -> sql.Composable:
 
 
 def _every_row(plan: TablePlan) -> sql.Composable:
-    return sql.SQL("SELECT {} FROM {}").format(cols(plan.columns), plan.source.relation())
+    """Production's rows as they go out: masked columns (masked.py) computed there, never sent raw."""
+    if not plan.masked:
+        return sql.SQL("SELECT {} FROM {}").format(cols(plan.columns), plan.source.relation())
+    selected = [
+        sql.SQL("{} AS {}").format(m, sql.Identifier(c)) if (m := plan.selected(c)) is not None else sql.Identifier(c)
+        for c in plan.columns
+    ]
+    return sql.SQL("SELECT {} FROM {} t").format(sql.SQL(", ").join(selected), plan.source.relation())
 
 
 class _Reader:

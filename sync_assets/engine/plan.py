@@ -15,6 +15,8 @@ from sync_assets.engine.config import Mode, SyncConfig
 from sync_assets.engine.drift import copied_columns
 from sync_assets.engine.errors import ConfigError, DriftError, SelectionError
 from sync_assets.engine.graph import fk_groups
+from sync_assets.engine.mask_key import MaskKey
+from sync_assets.engine.masked import applied, resolve_masks
 from sync_assets.engine.modes import with_mode
 from sync_assets.engine.roles import Role, Roles, must_be_set, resolve_columns, resolve_modes, resolve_roles
 from sync_assets.engine.table_plan import TablePlan
@@ -146,21 +148,28 @@ def build_plan(
     staging: Catalog,
     config: SyncConfig,
     selection: set[TableKey] | None = None,
+    key: MaskKey | None = None,
 ) -> SyncPlan:
-    """Plan a run of the selected synced tables (None: all); raise on drift or a bad selection."""
+    """Plan a run of the selected synced tables (None: all); raise on drift or a bad selection. key: the
+    masking key, where the config masks columns (masked.mask_key)."""
     roles = resolve_roles(production, staging, config)
     run = _selected(roles, selection)
     modes = resolve_modes(production, config, roles)
     columns = resolve_columns(production, config, roles)
+    masks = resolve_masks(production, config, roles)
     tables = tuple(
-        with_mode(
-            replace(
-                _plan_table(production.tables[k], staging.get(*k), staging, production.enums),
-                encodings_differ=production.encoding != staging.encoding,
+        applied(
+            with_mode(
+                replace(
+                    _plan_table(production.tables[k], staging.get(*k), staging, production.enums),
+                    encodings_differ=production.encoding != staging.encoding,
+                ),
+                modes.get(k),
+                columns.get(k),
+                config,
             ),
-            modes.get(k),
-            columns.get(k),
-            config,
+            masks.get(k),
+            key,
         )
         for k in run
     )

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 
 import psycopg
 
-from sync_assets.engine import bookkeeping, compare, incremental, privileges, reconciled, watermarks, write_path
+from sync_assets.engine import bookkeeping, compare, incremental, masked, privileges, reconciled, watermarks, write_path
 from sync_assets.engine.catalog import TableKey
 from sync_assets.engine.config import SyncConfig
 from sync_assets.engine.connections import Endpoint, connect_both
@@ -74,6 +74,7 @@ def run_sync(
     reconcile reads incremental tables whole (and compares every row) instead of from their watermark.
     """
     observer = Observer.from_environment() if observer is None else observer
+    masked.mask_key(config)  # a missing key fails the run before it connects
     whole: frozenset[TableKey] = frozenset()  # tables whose hashes disagreed with their content check
     while True:
         run = _Run.open(source, target, config, observer, dry_run, whole)
@@ -160,9 +161,8 @@ class _Run:
 
     def plan(self, selection: set[TableKey] | None, reconcile: bool) -> None:
         """3. What the run does to each table, and that both roles may do it; nothing written yet."""
-        plan = build_plan(
-            introspect(self.prod, self.config.schemas), introspect(self.control, None), self.config, selection
-        )
+        production, staging = introspect(self.prod, self.config.schemas), introspect(self.control, None)
+        plan = build_plan(production, staging, self.config, selection, masked.mask_key(self.config))
         self.states = watermarks.load_states(self.control)
         plan = watermarks.plan_reads(plan, self.states, self.observation, self.config, reconcile)
         plan = compare.choose(plan, self.config, reconcile, self.whole, *reconciled.load(self.control))

@@ -5,8 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from psycopg import sql
+
 from sync_assets.engine.catalog import ColumnSequence, Table, TableKey
 from sync_assets.engine.config import Mode
+from sync_assets.engine.masking import Mask
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,13 @@ class TablePlan:
     # Why a resync reads the table whole rather than comparing keyed row hashes (compare.py); None: it
     # compares them wherever staging already holds rows.
     unhashed: str | None = "not chosen"
+    # Masked columns (masked.py): their masks, and the expressions production selects in their place.
+    masks: tuple[tuple[str, Mask], ...] = ()
+    masked: tuple[tuple[str, sql.Composable], ...] = ()
+
+    def selected(self, column: str) -> sql.Composable | None:
+        """What production selects for a masked column, or None where the column goes out as it is."""
+        return dict(self.masked).get(column)
 
     @property
     def deletes(self) -> bool:

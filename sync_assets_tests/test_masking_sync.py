@@ -1,0 +1,207 @@
+"""Masked columns through whole syncs: staging holds exactly what production's masks give, no raw value of
+a masked column reaches staging (its tables or the sync's scratch), a second run changes nothing, a change
+reaches staging masked through the keyed row hashes, and mistakes stop the run before anything moves."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from sync_assets.engine.errors import ConfigError
+from sync_assets.engine.introspect import introspect
+from sync_assets.engine.mask_key import KEY_ENV, MaskKey
+from sync_assets.engine.masking import Mask, expression
+from sync_assets.engine.observe import Pause, Point
+from sync_assets.engine.shadows import Keys
+from sync_assets_tests.conftest import Pair, Recorder, wait_for
+
+SECRET = "a mask key for the tests, long enough"
+SCHEMA = """
+CREATE TABLE agents (id bigint PRIMARY KEY, email text UNIQUE, name text, phone varchar(20));
+CREATE TABLE bookings (
+    id bigint PRIMARY KEY, agent_email text REFERENCES agents (email) ON UPDATE CASCADE, passenger text, notes jsonb,
+    paid numeric(10, 2), updated_at timestamptz NOT NULL DEFAULT now()
+);
+"""
+DATA = """
+INSERT INTO agents SELECT i, 'agent' || i || '@travel.test', 'Agent Name ' || i, '+44 20 7946 ' || lpad(i::text, 4, '0')
+FROM generate_series(1, 40) i;
+INSERT INTO bookings SELECT i, 'agent' || (1 + i % 40) || '@travel.test', 'Passenger ' || i,
+       jsonb_build_object('contact', jsonb_build_object('email', 'p' || i || '@mail.test'), 'seats', i % 4), i * 10
+FROM generate_series(1, 400) i;
+"""
+CONFIG = """
+mask:
+  public.agents.email: email
+  public.agents.name: full_name
+  public.agents.phone: digits
+  public.bookings.agent_email: email
+  public.bookings.passenger: full_name
+  public.bookings.notes: {json: {paths: [contact.email], transform: email}}
+"""
+MASKED = {"agents": ("email", "name", "phone"), "bookings": ("agent_email", "passenger")}
+
+
+@pytest.fixture
+def people(pair: Pair, monkeypatch: pytest.MonkeyPatch) -> Pair:
+    monkeypatch.setenv(KEY_ENV, SECRET)
+    pair.run_both(SCHEMA)
+    pair.run_prod(DATA)
+    return pair
+
+
+def _raw_values(pair: Pair) -> list[str]:
+    with pair.prod() as prod:
+        values = []
+        for table, columns in MASKED.items():
+            for c in columns:
+                query = sql.SQL("SELECT {} FROM {}").format(sql.Identifier(c), sql.Identifier(table))
+                values += [v for (v,) in prod.execute(query)]
+        values += [v for (v,) in prod.execute("SELECT notes #>> '{contact,email}' FROM bookings")]
+    return values
+
+
+def _found_in(conn: psycopg.Connection, schema: str, values: list[str]) -> list[str]:
+    """Every table of the schema whose rows' text holds one of the values."""
+    tables = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s", (schema,)).fetchall()
+    found = []
+    for (table,) in tables:
+        name = sql.Identifier(schema, table)
+        query = sql.SQL("SELECT count(*) FROM {} t WHERE t::text LIKE ANY (%s)").format(name)
+        if conn.execute(query, ([f"%{v}%" for v in values],)).fetchone()[0]:
+            found.append(table)
+    return found
+
+
+def _expected(pair: Pair, table: str, column: str, mask: Mask, key: MaskKey) -> list:
+    """The column as production's mask computes it, in key order."""
+    with pair.prod() as prod:
+        source = introspect(prod, ["public"]).get("public", table).column(column)
+        query = sql.SQL("SELECT {} FROM {} t ORDER BY id").format(expression(mask, source, key), sql.Identifier(table))
+        return [v for (v,) in prod.execute(query)]
+
+
+def _staged(pair: Pair, table: str, column: str) -> list:
+    with pair.staging() as staging:
+        query = sql.SQL("SELECT {} FROM {} ORDER BY id").format(sql.Identifier(column), sql.Identifier(table))
+        return [v for (v,) in staging.execute(query)]
+
+
+def test_masked_columns_arrive_masked_and_nothing_raw_reaches_staging(people: Pair, tmp_path: Path) -> None:
+    raw = _raw_values(people)
+    logs = Recorder(Pause(Point.EXTRACTED, tmp_path))
+    outcome: dict = {}
+    worker = threading.Thread(target=lambda: outcome.setdefault("result", people.sync(CONFIG, observer=logs)))
+    worker.start()
+    wait_for(lambda: (tmp_path / "paused").exists(), "the run to finish extracting")
+    with people.staging() as staging:
+        assert _found_in(staging, "sync_assets", raw) == []  # the shadows hold masked values only
+    (tmp_path / "resume").touch()
+    worker.join(120)
+    result = outcome["result"]
+    with people.staging() as staging:
+        assert _found_in(staging, "public", raw) == []
+    key = MaskKey(SECRET.encode())
+    assert _staged(people, "agents", "email") == _expected(people, "agents", "email", Mask.parse("e", "email"), key)
+    assert _staged(people, "bookings", "passenger") == _expected(
+        people, "bookings", "passenger", Mask.parse("p", "full_name"), key
+    )
+    with people.staging() as staging:
+        # Masked alike on both sides of the foreign key: every booking still joins its agent.
+        joined = staging.execute("SELECT count(*) FROM bookings b JOIN agents a ON a.email = b.agent_email")
+        assert joined.fetchone()[0] == 400
+        seats = staging.execute("SELECT notes -> 'seats', notes #>> '{contact,email}' FROM bookings WHERE id = 5")
+        assert seats.fetchone()[0] == 1
+    for run in result.tables.values():
+        assert run.staging_print == run.snapshot_print
+        assert not run.plan.binary
+
+    again = people.sync(CONFIG)
+    for name in ("agents", "bookings"):
+        run = again.tables[("public", name)]
+        assert run.keys == Keys.BUCKETS, run.notes  # production's masked values hashed: nothing differs
+        assert (run.read_rows, run.inserted, run.updated, run.deleted) == (0, 0, 0, 0), name
+        assert run.staging_print == run.snapshot_print
+
+
+def test_a_change_arrives_masked_through_the_hashes(people: Pair) -> None:
+    people.sync(CONFIG)
+    people.run_prod(
+        "UPDATE bookings SET passenger = 'Someone Else' WHERE id = 7; UPDATE bookings SET paid = 1 WHERE id = 8"
+    )
+    result = people.sync(CONFIG)
+    run = result.tables[("public", "bookings")]
+    assert run.keys == Keys.BUCKETS and run.updated == 2
+    key = MaskKey(SECRET.encode())
+    assert _staged(people, "bookings", "passenger") == _expected(
+        people, "bookings", "passenger", Mask.parse("p", "full_name"), key
+    )
+    with people.staging() as staging:
+        assert _found_in(staging, "public", ["Someone Else"]) == []
+
+
+def test_another_key_masks_every_row_again(people: Pair, monkeypatch: pytest.MonkeyPatch) -> None:
+    people.sync(CONFIG)
+    monkeypatch.setenv(KEY_ENV, SECRET + " but changed")
+    result = people.sync(CONFIG)
+    assert result.tables[("public", "agents")].updated == 40
+    key = MaskKey((SECRET + " but changed").encode())
+    assert _staged(people, "agents", "phone") == _expected(people, "agents", "phone", Mask.parse("p", "digits"), key)
+
+
+def test_an_incremental_table_with_masks_is_compared_by_hashes(people: Pair) -> None:
+    config = CONFIG + "tables:\n  public.bookings: {mode: incremental}\n"
+    people.sync(config)
+    people.run_prod("UPDATE bookings SET passenger = 'New Name', updated_at = now() WHERE id = 3")
+    run = people.sync(config).tables[("public", "bookings")]
+    assert run.keys == Keys.BUCKETS and run.updated == 1
+    assert any("masked: compared by keyed row hashes or read whole" in n for n in run.notes)
+
+
+@pytest.mark.parametrize(
+    ("config", "fragment"),
+    [
+        (
+            "mask:\n  public.agents.emial: email\n",
+            "'mask' names column public.agents.emial, which production does not have; did you mean 'email'?",
+        ),
+        (
+            "mask:\n  public.agents.email: email\n",
+            "'mask': foreign key bookings_agent_email_fkey links "
+            "public.bookings.agent_email to public.agents.email; mask both with the same transform, or neither "
+            "(now unmasked and email)",
+        ),
+        (
+            "mask:\n  public.agents.id: digits\n",
+            "'mask' digits on column public.agents.id: the column has type "
+            "bigint: digits masks character, character varying, text",
+        ),
+        (
+            "mask:\n  public.bookings.updated_at: null\n",
+            "'mask' null on column public.bookings.updated_at: the column is NOT NULL",
+        ),
+    ],
+)
+def test_mask_mistakes_stop_the_run_before_anything_moves(people: Pair, config: str, fragment: str) -> None:
+    people.run_staging("INSERT INTO agents VALUES (999, 'own@staging.test', 'Own', '1')")
+    before = people.staging_state(["agents", "bookings"])
+    with pytest.raises(ConfigError) as raised:
+        people.sync(config)
+    assert fragment in str(raised.value)
+    people.assert_unchanged(before)
+
+
+def test_a_missing_key_stops_the_run_and_is_never_shown(people: Pair, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = people.staging_state(["agents", "bookings"])
+    monkeypatch.delenv(KEY_ENV)
+    with pytest.raises(ConfigError, match=f"{KEY_ENV} is not set"):
+        people.sync(CONFIG)
+    people.assert_unchanged(before)
+    monkeypatch.setenv(KEY_ENV, SECRET)
+    logs = Recorder()
+    people.sync(CONFIG, observer=logs)
+    assert SECRET not in " ".join(logs)
