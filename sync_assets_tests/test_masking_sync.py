@@ -9,13 +9,18 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import yaml
+from dagster import AssetCheckSeverity, DagsterInstance
 from psycopg import sql
 
+from sync_assets.definitions import build_definitions
+from sync_assets.engine.config_file import parse_config
 from sync_assets.engine.errors import ConfigError
 from sync_assets.engine.introspect import introspect
 from sync_assets.engine.mask_key import KEY_ENV, MaskKey
 from sync_assets.engine.masking import Mask, expression
 from sync_assets.engine.observe import Pause, Point
+from sync_assets.engine.raw_values import raw_values_now
 from sync_assets.engine.shadows import Keys
 from sync_assets_tests.conftest import Pair, Recorder, wait_for
 
@@ -205,3 +210,51 @@ def test_a_missing_key_stops_the_run_and_is_never_shown(people: Pair, monkeypatc
     logs = Recorder()
     people.sync(CONFIG, observer=logs)
     assert SECRET not in " ".join(logs)
+
+
+def test_no_raw_values_finds_a_raw_value_written_by_hand(people: Pair) -> None:
+    people.sync(CONFIG)
+    config = parse_config(yaml.safe_load(CONFIG))
+    tables = {("public", "agents"), ("public", "bookings")}
+    clean = raw_values_now(people.source, people.target, config, tables)
+    assert {k: v.found for k, v in clean.items()} == {
+        ("public", "agents"): {"email": 0, "name": 0, "phone": 0},
+        ("public", "bookings"): {"agent_email": 0, "passenger": 0, "notes.contact.email": 0},
+    }
+    assert clean[("public", "bookings")].rows == 400
+    # By hand, in staging: agent 3's real name, and booking 9's real contact email inside the json.
+    people.run_staging(
+        "UPDATE agents SET name = 'Agent Name 3' WHERE id = 3;"
+        " UPDATE bookings SET notes = jsonb_set(notes, '{contact,email}', '\"p9@mail.test\"') WHERE id = 9"
+    )
+    found = raw_values_now(people.source, people.target, config, tables)
+    assert found[("public", "agents")].found == {"email": 0, "name": 1, "phone": 0}
+    assert found[("public", "bookings")].found["notes.contact.email"] == 1
+
+
+def test_the_no_raw_values_check_in_dagster(people: Pair, tmp_path: Path) -> None:
+    """Every masked table has the check, with ERROR severity; it passes after the sync and fails, naming
+    the column, once a raw value is written into staging by hand. Unmasked tables have no such check."""
+    people.run_both("CREATE TABLE plain (id int PRIMARY KEY)")
+    config = parse_config(yaml.safe_load(CONFIG))
+    defs = build_definitions(people.prod_url, people.staging_url, config, cache_dir=tmp_path)
+    job = defs.resolve_job_def("sync_job")
+    checks = {(k.asset_key.path[-1], k.name) for k in defs.resolve_asset_graph().asset_check_keys}
+    assert {(t, "no_raw_values") for t in ("agents", "bookings")} <= checks
+    assert ("plain", "no_raw_values") not in checks
+
+    first = job.execute_in_process(instance=DagsterInstance.ephemeral(), raise_on_error=False)
+    assert first.success
+    passed = {(e.asset_key.path[-1], e.check_name): e for e in first.get_asset_check_evaluations()}
+    agents = passed[("agents", "no_raw_values")]
+    assert agents.passed and agents.severity == AssetCheckSeverity.ERROR
+    assert agents.metadata["raw_in_name"].value == 0
+
+    people.run_staging("UPDATE agents SET name = 'Agent Name 3' WHERE id = 3")
+    only_checks = job.get_subset(asset_check_selection=set(defs.resolve_asset_graph().asset_check_keys))
+    second = only_checks.execute_in_process(instance=DagsterInstance.ephemeral(), raise_on_error=False)
+    found = {(e.asset_key.path[-1], e.check_name): e for e in second.get_asset_check_evaluations()}
+    failed = found[("agents", "no_raw_values")]
+    assert not failed.passed
+    assert failed.description == "staging holds production's raw values: 1 row(s) in name"
+    assert found[("bookings", "no_raw_values")].passed

@@ -29,7 +29,16 @@ from dagster import AssetChecksDefinition as ChecksDefinition
 from pydantic import Field
 
 from sync_assets.defs.automation import freshness_policy
-from sync_assets.defs.checks import ROW_COUNT_CHECK, Evidence, content_check, orphans_check, row_count_check
+from sync_assets.defs.checks import (
+    CONTENT_CHECK,
+    NO_RAW_VALUES_CHECK,
+    ROW_COUNT_CHECK,
+    Evidence,
+    content_check,
+    orphans_check,
+    raw_values_check,
+    row_count_check,
+)
 from sync_assets.defs.failures import failure_for
 from sync_assets.defs.metadata import orphan_summary, table_metadata
 from sync_assets.defs.resources import RunLog, StagingDatabase, SyncResource
@@ -44,6 +53,7 @@ from sync_assets.engine import (
     SyncError,
     TableKey,
     qualified,
+    resolve_masks,
     resolve_roles,
 )
 
@@ -85,6 +95,7 @@ class Layout:
     staging: Catalog  # staging's, for the preserved tables (which production may lack)
     roles: Roles
     table_for: dict[AssetKey, TableKey]  # every asset shown, back to its table
+    masked: frozenset[TableKey] = frozenset()  # synced tables with masked columns (no_raw_values)
 
     @classmethod
     def build(cls, catalog: Catalog, staging: Catalog, config: SyncConfig) -> "Layout":
@@ -97,7 +108,7 @@ class Layout:
                     f"tables {qualified(other)} and {qualified(key)} would both be the Dagster asset "
                     f"{staging_key(key).to_user_string()}; exclude one of them"
                 )
-        return cls(catalog, staging, roles, table_for)
+        return cls(catalog, staging, roles, table_for, frozenset(resolve_masks(catalog, config, roles)))
 
     @property
     def checked_preserved(self) -> tuple[TableKey, ...]:
@@ -157,7 +168,7 @@ def _sync_op(
     @multi_asset(
         name=SYNC_OP_NAME,
         specs=[translator.synced(layout.catalog.tables[k], roles.parents[k]) for k in roles.synced],
-        check_specs=[spec for k in roles.synced for spec in translator.synced_checks(k)],
+        check_specs=[spec for k in roles.synced for spec in translator.synced_checks(k, k in layout.masked)],
         can_subset=True,
         retry_policy=retry,
         op_tags={LOCK_TAG: "staging"},
@@ -197,12 +208,18 @@ def sync_events(
             yield MaterializeResult(asset_key=staging_key(tp.table_key), metadata=metadata)
         evidence = {k: Evidence.of_run(t) for k, t in result.tables.items()}
     checks = sorted(context.selected_asset_check_keys, key=lambda k: (k.asset_key.to_string(), k.name))
-    unsynced = {table_for[c.asset_key] for c in checks} - set(evidence)
+    unsynced = {table_for[c.asset_key] for c in checks if c.name != NO_RAW_VALUES_CHECK} - set(evidence)
     if unsynced:
         evidence |= sync.evidence_now(run_config, unsynced)
+    judges = {ROW_COUNT_CHECK: row_count_check, CONTENT_CHECK: content_check}
+    raw = {table_for[c.asset_key] for c in checks if c.name == NO_RAW_VALUES_CHECK}
+    judged = sync.raw_values_now(run_config, raw) if raw else {}
     for check_key in checks:
-        judge = row_count_check if check_key.name == ROW_COUNT_CHECK else content_check
-        yield judge(check_key, evidence[table_for[check_key.asset_key]])
+        table = table_for[check_key.asset_key]
+        if check_key.name == NO_RAW_VALUES_CHECK:
+            yield raw_values_check(check_key, judged.get(table, "the table has no masked column in the config"))
+        else:
+            yield judges[check_key.name](check_key, evidence[table])
     unread = next((e.problem for e in evidence.values() if e.problem is not None), None)
     if unread is not None:
         raise Failure(description=f"the checks could not read both sides: {unread}", allow_retries=False)

@@ -6,6 +6,8 @@ emits a result; a check that cannot judge fails, saying why.
 - content_matches: the same rows, not just as many: content fingerprints (content.py) of staging and of
   the snapshot; in merge mode, of staging's rows that the snapshot has.
 - no_orphans: no row of a preserved table references a row staging lacks.
+- no_raw_values: on a table with masked columns, no masked value in staging is production's raw value of
+  the same row (compared by keyed hashes, raw_values.py).
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ from dataclasses import dataclass
 import psycopg
 from dagster import AssetCheckKey, AssetCheckResult, AssetCheckSeverity, MetadataValue
 
-from sync_assets.engine import Comparison, Fingerprint, Table, TableResult, Unavailable, count_orphans
+from sync_assets.engine import Comparison, Fingerprint, RawValues, Table, TableResult, Unavailable, count_orphans
 
 ROW_COUNT_CHECK = "row_count_matches"
 CONTENT_CHECK = "content_matches"
 NO_ORPHANS_CHECK = "no_orphans"
+NO_RAW_VALUES_CHECK = "no_raw_values"
 
 ROW_COUNT_DESCRIPTION = "Staging's rows after the run equal production's rows in the snapshot the run read."
 CONTENT_DESCRIPTION = (
@@ -27,6 +30,10 @@ CONTENT_DESCRIPTION = (
     "row hashes on each side); in merge mode, the rows the snapshot has."
 )
 NO_ORPHANS_DESCRIPTION = "No row references a row that staging lacks (every foreign key of the table)."
+NO_RAW_VALUES_DESCRIPTION = (
+    "No masked column in staging holds production's raw value of the same row (compared by keyed hashes; "
+    "raw values never leave production)."
+)
 
 
 @dataclass(frozen=True)
@@ -144,6 +151,22 @@ def content_check(check_key: AssetCheckKey, ev: Evidence) -> AssetCheckResult:
             "fingerprint": MetadataValue.text(f"{staging.method} row hashes, {staging.scope}"),
         },
     )
+
+
+def raw_values_check(check_key: AssetCheckKey, judged: RawValues | str) -> AssetCheckResult:
+    """judged: the counts per masked column, or why they could not be taken."""
+    if isinstance(judged, str):
+        return _not_judged(check_key, judged)
+    raw = {column: n for column, n in judged.found.items() if n}
+    passed = not raw
+    if passed:
+        description = f"none of staging's {judged.rows:,} rows holds a raw value in {', '.join(judged.found)}"
+    else:
+        description = "staging holds production's raw values: " + ", ".join(
+            f"{n:,} row(s) in {column}" for column, n in raw.items()
+        )
+    metadata = {f"raw_in_{column}": MetadataValue.int(n) for column, n in judged.found.items()}
+    return _result(check_key, passed, description, {"rows_judged": MetadataValue.int(judged.rows), **metadata})
 
 
 def orphans_check(conn: psycopg.Connection, table: Table, check_key: AssetCheckKey) -> AssetCheckResult:

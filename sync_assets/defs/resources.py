@@ -13,11 +13,13 @@ from sync_assets.engine import (
     Endpoint,
     Observer,
     Pause,
+    RawValues,
     SyncConfig,
     SyncError,
     SyncResult,
     TableKey,
     compare_now,
+    raw_values_now,
     run_sync,
 )
 
@@ -85,6 +87,15 @@ class SyncResource(ConfigurableResource):
             if isinstance(exc, SyncError):
                 raise failure from None
             raise failure from exc
+
+    def raw_values_now(self, config: SyncConfig, keys: set[TableKey]) -> dict[TableKey, RawValues | str]:
+        """The masked tables' raw values left in staging, now; where they cannot be judged, why."""
+        source, target = self.endpoints()
+        try:
+            return dict(raw_values_now(source, target, config, keys))
+        except Exception as exc:
+            problem = failure_for(exc, source, target).description or type(exc).__name__
+            return dict.fromkeys(keys, problem)
 
     def evidence_now(self, config: SyncConfig, keys: set[TableKey]) -> dict[TableKey, Evidence]:
         """Both sides of tables the run did not sync, as they are now; where they cannot be read, every

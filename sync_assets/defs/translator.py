@@ -17,6 +17,8 @@ from sync_assets.defs.checks import (
     CONTENT_DESCRIPTION,
     NO_ORPHANS_CHECK,
     NO_ORPHANS_DESCRIPTION,
+    NO_RAW_VALUES_CHECK,
+    NO_RAW_VALUES_DESCRIPTION,
     ROW_COUNT_CHECK,
     ROW_COUNT_DESCRIPTION,
 )
@@ -104,11 +106,12 @@ class Translator:
             tags={"sync_assets/role": "preserved"},
         )
 
-    def synced_checks(self, key: TableKey) -> list[AssetCheckSpec]:
-        return [
-            AssetCheckSpec(name, asset=staging_key(key), description=description)
-            for name, description in ((ROW_COUNT_CHECK, ROW_COUNT_DESCRIPTION), (CONTENT_CHECK, CONTENT_DESCRIPTION))
-        ]
+    def synced_checks(self, key: TableKey, masked: bool = False) -> list[AssetCheckSpec]:
+        """Counts and content; and, on a table with masked columns, the proof that no raw value is left."""
+        checks = [(ROW_COUNT_CHECK, ROW_COUNT_DESCRIPTION), (CONTENT_CHECK, CONTENT_DESCRIPTION)]
+        if masked:
+            checks.append((NO_RAW_VALUES_CHECK, NO_RAW_VALUES_DESCRIPTION))
+        return [AssetCheckSpec(name, asset=staging_key(key), description=description) for name, description in checks]
 
     def orphans_check(self, key: TableKey, parents: list[AssetKey]) -> AssetCheckSpec:
         return AssetCheckSpec(

@@ -16,8 +16,10 @@ from sync_assets.engine.connections import PRODUCTION_ENV, STAGING_ENV, Endpoint
 from sync_assets.engine.content import Fingerprint, Unavailable
 from sync_assets.engine.errors import ConfigError, SelectionError, SyncError, is_transient, redact
 from sync_assets.engine.foreign_keys import OrphanCount, count_orphans
+from sync_assets.engine.masked import resolve_masks
 from sync_assets.engine.observe import Observer, Pause, Point
 from sync_assets.engine.orphans import OrphanBackup
+from sync_assets.engine.raw_values import RawValues, raw_values_now
 from sync_assets.engine.roles import Roles, resolve_roles
 from sync_assets.engine.run import SyncResult, TableResult, run_sync
 from sync_assets.engine.table_run import TableRun
@@ -41,6 +43,7 @@ __all__ = [
     "OrphanPolicy",
     "Pause",
     "Point",
+    "RawValues",
     "Roles",
     "SelectionError",
     "Side",
@@ -63,7 +66,9 @@ __all__ = [
     "load_config",
     "parse_config",
     "qualified",
+    "raw_values_now",
     "redact",
+    "resolve_masks",
     "resolve_roles",
     "run_sync",
 ]

@@ -166,6 +166,9 @@ def unfit(mask: Mask, column: Column) -> str | None:
         return f"has type {column.type}: shift it by a whole number"
     if mask.transform == Transform.SHIFT and kind == "date" and isinstance(mask.by, timedelta) and mask.by.days < 1:
         return "is a date: shift it by at least 1d"
+    scale = _scale(column)
+    if mask.transform == Transform.SHIFT and scale is not None and int(float(mask.by) * 10**scale) < 1:  # type: ignore[arg-type]
+        return f"has type {column.type}: shift it by at least {10**-scale}"
     length = _declared_length(column)
     needed = {
         Transform.HASH: _MIN_HASH_LENGTH,
@@ -251,7 +254,7 @@ def expression(mask: Mask, column: Column, key: MaskKey) -> sql.Composable:
             return sql.SQL("({}::integer - 32768)").format(signed)
         return sql.SQL("{}::{}").format(signed, sql.SQL("bigint" if bits == 64 else "integer"))
     if t == Transform.SHIFT:
-        return _shifted(mask, value, kind, key)
+        return _shifted(mask, value, column, key)
     if t == Transform.JSON:
         assert mask.inner is not None
         document: sql.Composable = sql.SQL("{}::jsonb").format(value)
@@ -264,21 +267,39 @@ def expression(mask: Mask, column: Column, key: MaskKey) -> sql.Composable:
     return _text_mask(mask, value, key, _declared_length(column))
 
 
-def _shifted(mask: Mask, value: sql.Composable, kind: str, key: MaskKey) -> sql.Composable:
-    """The value moved by a keyed amount in [-by, +by]: the same value always moves the same way."""
+def _move(hexes: sql.Composable, by: int) -> sql.Composable:
+    """A keyed whole move in [-by, -1] or [1, by]: never 0, so that no shifted value stays raw."""
+    return sql.SQL("(({u} - {by}) + CASE WHEN {u} >= {by} THEN 1 ELSE 0 END)").format(
+        u=_below(hexes, 2 * by), by=sql.Literal(by)
+    )
+
+
+def _scale(column: Column) -> int | None:
+    """numeric(p, s): s; other types: None."""
+    m = re.match(r"^numeric\(\d+,(\d+)\)$", column.underlying or column.type)
+    return int(m.group(1)) if m else None
+
+
+def _shifted(mask: Mask, value: sql.Composable, column: Column, key: MaskKey) -> sql.Composable:
+    """The value moved by a keyed amount in [-by, +by] other than 0: the same value always moves alike.
+    The result has the column's own precision, so that what staging stores is what production hashes."""
+    kind = column.base_type
     hexes = _hex(key, f"shift:{mask.by}", _text_of(value))
     if isinstance(mask.by, timedelta):
         if kind == "date":
-            days = mask.by.days
-            return sql.SQL("({} + ({} - {}))").format(value, _below(hexes, 2 * days + 1), sql.Literal(days))
+            return sql.SQL("({} + {})").format(value, _move(hexes, mask.by.days))
         seconds = int(mask.by.total_seconds())
-        return sql.SQL("({} + ({} - {}) * interval '1 second')").format(
-            value, _below(hexes, 2 * seconds + 1), sql.Literal(seconds)
-        )
+        return sql.SQL("({} + {} * interval '1 second')").format(value, _move(hexes, seconds))
     assert mask.by is not None
     if kind in _INTEGERS:
-        by = int(mask.by)
-        return sql.SQL("({} + ({} - {}))").format(value, _below(hexes, 2 * by + 1), sql.Literal(by))
-    # A fraction in [-1, 1] of the range, from 28 bits of the hash.
+        return sql.SQL("({} + {})").format(value, _move(hexes, int(mask.by)))
+    scale = _scale(column)
+    if scale is not None:  # whole steps of the column's scale, so that rounding never undoes the move
+        steps = int(mask.by * 10**scale)
+        return sql.SQL("({} + {}::numeric / {})").format(value, _move(hexes, steps), sql.Literal(10**scale))
+    # A fraction in [-1, 1] of the range, from 28 bits of the hash (exactly 0 once in 2^28 values).
     fraction = sql.SQL("(('x' || '0' || left({}, 7))::bit(32)::integer / 134217727.5 - 1)").format(hexes)
-    return sql.SQL("({} + {}::numeric * {})").format(value, sql.Literal(str(mask.by)), fraction)
+    moved = sql.SQL("({} + {}::numeric * {})").format(value, sql.Literal(str(mask.by)), fraction)
+    if kind in ("real", "double precision"):
+        return sql.SQL("{}::{}").format(moved, sql.SQL("real" if kind == "real" else "double precision"))
+    return moved
