@@ -14,6 +14,7 @@ from dagster import AssetCheckSeverity, DagsterInstance
 from psycopg import sql
 
 from sync_assets.definitions import build_definitions
+from sync_assets.defs.metadata import plan_frames
 from sync_assets.engine.config_file import parse_config
 from sync_assets.engine.errors import ConfigError
 from sync_assets.engine.introspect import introspect
@@ -186,6 +187,11 @@ def test_an_incremental_table_with_masks_is_compared_by_hashes(people: Pair) -> 
             "bigint: digits masks character, character varying, text",
         ),
         (
+            "mask:\n  public.agents.email: full_name\n  public.bookings.agent_email: full_name\n",
+            "'mask' full_name on column public.agents.email: it is part of the unique key (email), which only hash "
+            "or email keep unique",
+        ),
+        (
             "mask:\n  public.bookings.updated_at: null\n",
             "'mask' null on column public.bookings.updated_at: the column is NOT NULL",
         ),
@@ -242,6 +248,10 @@ def test_the_no_raw_values_check_in_dagster(people: Pair, tmp_path: Path) -> Non
     checks = {(k.asset_key.path[-1], k.name) for k in defs.resolve_asset_graph().asset_check_keys}
     assert {(t, "no_raw_values") for t in ("agents", "bookings")} <= checks
     assert ("plain", "no_raw_values") not in checks
+    specs = {s.key.path[-1]: s for s in defs.resolve_all_asset_specs() if s.tags.get("sync_assets/role") == "synced"}
+    described = {c.name: c.description for c in specs["agents"].metadata["dagster/column_schema"].columns}
+    assert described["email"] == "masked: email" and described["phone"] == "masked: digits"
+    assert described["id"] is None
 
     first = job.execute_in_process(instance=DagsterInstance.ephemeral(), raise_on_error=False)
     assert first.success
@@ -249,6 +259,9 @@ def test_the_no_raw_values_check_in_dagster(people: Pair, tmp_path: Path) -> Non
     agents = passed[("agents", "no_raw_values")]
     assert agents.passed and agents.severity == AssetCheckSeverity.ERROR
     assert agents.metadata["raw_in_name"].value == 0
+    materialized = {m.asset_key.path[-1]: m for m in first.get_asset_materialization_events()}
+    schema = materialized["bookings"].materialization.metadata["dagster/column_schema"].value
+    assert {c.name: c.description for c in schema.columns}["passenger"] == "masked: full_name"
 
     people.run_staging("UPDATE agents SET name = 'Agent Name 3' WHERE id = 3")
     only_checks = job.get_subset(asset_check_selection=set(defs.resolve_asset_graph().asset_check_keys))
@@ -258,3 +271,14 @@ def test_the_no_raw_values_check_in_dagster(people: Pair, tmp_path: Path) -> Non
     assert not failed.passed
     assert failed.description == "staging holds production's raw values: 1 row(s) in name"
     assert found[("bookings", "no_raw_values")].passed
+
+
+def test_the_dry_run_lists_the_masked_columns_and_changes_nothing(people: Pair) -> None:
+    before = people.staging_state(["agents", "bookings"])
+    result = people.sync(CONFIG, dry_run=True)
+    people.assert_unchanged(before)
+    notes = result.tables[("public", "agents")].plan.notes
+    assert "masked columns: email (email), name (full_name), phone (digits)" in notes
+    frame, _ = plan_frames(result)
+    masked = dict(zip(frame["table"], frame["masked columns"], strict=True))
+    assert masked["public.bookings"] == "agent_email (email), notes (json), passenger (full_name)"

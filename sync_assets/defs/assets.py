@@ -6,7 +6,7 @@ delegates: the sync resource runs the engine, this module turns its result into 
 """
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from dagster import (
@@ -47,6 +47,7 @@ from sync_assets.engine import (
     Catalog,
     ConfigError,
     LoadedCatalog,
+    Mask,
     Point,
     Roles,
     SyncConfig,
@@ -95,7 +96,7 @@ class Layout:
     staging: Catalog  # staging's, for the preserved tables (which production may lack)
     roles: Roles
     table_for: dict[AssetKey, TableKey]  # every asset shown, back to its table
-    masked: frozenset[TableKey] = frozenset()  # synced tables with masked columns (no_raw_values)
+    masked: dict[TableKey, dict[str, Mask]] = field(default_factory=dict)  # synced tables' masked columns
 
     @classmethod
     def build(cls, catalog: Catalog, staging: Catalog, config: SyncConfig) -> "Layout":
@@ -108,7 +109,7 @@ class Layout:
                     f"tables {qualified(other)} and {qualified(key)} would both be the Dagster asset "
                     f"{staging_key(key).to_user_string()}; exclude one of them"
                 )
-        return cls(catalog, staging, roles, table_for, frozenset(resolve_masks(catalog, config, roles)))
+        return cls(catalog, staging, roles, table_for, resolve_masks(catalog, config, roles))
 
     @property
     def checked_preserved(self) -> tuple[TableKey, ...]:
@@ -167,7 +168,9 @@ def _sync_op(
 
     @multi_asset(
         name=SYNC_OP_NAME,
-        specs=[translator.synced(layout.catalog.tables[k], roles.parents[k]) for k in roles.synced],
+        specs=[
+            translator.synced(layout.catalog.tables[k], roles.parents[k], layout.masked.get(k)) for k in roles.synced
+        ],
         check_specs=[spec for k in roles.synced for spec in translator.synced_checks(k, k in layout.masked)],
         can_subset=True,
         retry_policy=retry,

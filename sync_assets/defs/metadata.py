@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 from dagster import MetadataValue, TableColumn, TableColumnConstraints, TableSchema
 
-from sync_assets.engine import Identity, OrphanBackup, SyncResult, Table, TableKey, TableResult
+from sync_assets.engine import Column, Identity, Mask, OrphanBackup, SyncResult, Table, TableKey, TableResult
 
 
 def table_name(database: str | None, schema: str, name: str) -> str:
@@ -15,16 +15,22 @@ def table_name(database: str | None, schema: str, name: str) -> str:
     return f"{database}.{schema}.{name}" if database else f"{schema}.{name}"
 
 
-def column_schema(table: Table) -> TableSchema:
+def column_schema(table: Table, masks: dict[str, Mask] | None = None) -> TableSchema:
+    """The table's columns; a masked one says so, and by which transform (its values are not production's)."""
     unique = {k[0] for k in (table.primary_key, *table.unique_keys) if len(k) == 1}
+    masks = masks or {}
+
+    def described(c: Column) -> str | None:
+        kind = "generated" if c.generated else "identity always" if c.identity == Identity.ALWAYS else None
+        masked = f"masked: {masks[c.name].transform}" if c.name in masks else None
+        return "; ".join(d for d in (kind, masked) if d) or None
+
     return TableSchema(
         columns=[
             TableColumn(
                 name=c.name,
                 type=c.type,
-                description=(
-                    "generated" if c.generated else "identity always" if c.identity == Identity.ALWAYS else None
-                ),
+                description=described(c),
                 constraints=TableColumnConstraints(nullable=not c.not_null, unique=c.name in unique),
             )
             for c in table.columns
@@ -41,7 +47,7 @@ def table_metadata(
     meta: dict[str, Any] = {
         "dagster/row_count": MetadataValue.int(table.staging_rows),
         "dagster/table_name": MetadataValue.text(table_name(staging_db, target.schema, target.name)),
-        "dagster/column_schema": MetadataValue.table_schema(column_schema(target)),
+        "dagster/column_schema": MetadataValue.table_schema(column_schema(target, dict(table.plan.masks))),
         "production_rows": MetadataValue.int(table.production_rows),
         "rows_read": MetadataValue.int(table.read_rows),
         "mode": MetadataValue.text(table.mode.value),
@@ -95,6 +101,7 @@ def plan_frames(result: SyncResult) -> tuple[pd.DataFrame, pd.DataFrame]:
                 "delete": t.deleted,
                 "preserved rows backed up": sum(o.rows for o in result.orphans if o.references == t.key),
                 "sequences moved": ", ".join(sequences.get(t.key, [])) or "-",
+                "masked columns": ", ".join(f"{c} ({m.transform})" for c, m in t.plan.masks) or "-",
             }
             for t in result.tables.values()
         ]

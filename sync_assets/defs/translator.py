@@ -23,7 +23,7 @@ from sync_assets.defs.checks import (
     ROW_COUNT_DESCRIPTION,
 )
 from sync_assets.defs.metadata import column_schema, table_name
-from sync_assets.engine import Table, TableKey
+from sync_assets.engine import Mask, Table, TableKey
 
 KIND = "postgres"
 
@@ -65,8 +65,9 @@ class Translator:
         text = table.comment or f"Production table {table.qualified}, kept in step in staging by sync_assets."
         return f"{text}\n\n{note}" if note else text
 
-    def synced(self, table: Table, parents: list[TableKey]) -> AssetSpec:
-        """A synced table's staging asset: downstream of its parents' and of its production table."""
+    def synced(self, table: Table, parents: list[TableKey], masks: dict[str, Mask] | None = None) -> AssetSpec:
+        """A synced table's staging asset: downstream of its parents' and of its production table; its
+        masked columns (masks) marked in its column schema."""
         return AssetSpec(
             key=staging_key(table.key),
             deps=[staging_key(p) for p in parents] + [production_key(table.key)],
@@ -75,7 +76,7 @@ class Translator:
             kinds={KIND},
             metadata={
                 "dagster/table_name": table_name(self.staging_db, *table.key),
-                "dagster/column_schema": column_schema(table),
+                "dagster/column_schema": column_schema(table, masks),
                 "catalog": self.catalog_source,
             },
             tags={"sync_assets/role": "synced"},

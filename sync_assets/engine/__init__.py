@@ -1,6 +1,6 @@
 """The sync engine: no Dagster here. This module is its face; the Dagster layer imports from it only."""
 
-from sync_assets.engine.catalog import Catalog, Identity, Table, TableKey, qualified
+from sync_assets.engine.catalog import Catalog, Column, Identity, Table, TableKey, qualified
 from sync_assets.engine.catalog_cache import LoadedCatalog, load_catalog
 from sync_assets.engine.comparison import Comparison, compare_now
 from sync_assets.engine.config import (
@@ -17,6 +17,7 @@ from sync_assets.engine.content import Fingerprint, Unavailable
 from sync_assets.engine.errors import ConfigError, SelectionError, SyncError, is_transient, redact
 from sync_assets.engine.foreign_keys import OrphanCount, count_orphans
 from sync_assets.engine.masked import resolve_masks
+from sync_assets.engine.masking import Mask
 from sync_assets.engine.observe import Observer, Pause, Point
 from sync_assets.engine.orphans import OrphanBackup
 from sync_assets.engine.raw_values import RawValues, raw_values_now
@@ -30,12 +31,14 @@ __all__ = [
     "PRODUCTION_ENV",
     "STAGING_ENV",
     "Catalog",
+    "Column",
     "Comparison",
     "ConfigError",
     "Endpoint",
     "Fingerprint",
     "Identity",
     "LoadedCatalog",
+    "Mask",
     "Mode",
     "Observer",
     "OrphanBackup",

@@ -21,7 +21,8 @@ from sync_assets.engine.roles import Roles, _resolve
 from sync_assets.engine.table_plan import TablePlan
 
 Masks = dict[TableKey, dict[str, Mask]]
-_UNIQUE = (Transform.HASH, Transform.EMAIL)  # keep distinct values distinct (up to a 96-bit collision)
+# Keep distinct values distinct (up to a 96-bit collision); sql is the user's to judge.
+_UNIQUE = (Transform.HASH, Transform.EMAIL, Transform.SQL)
 
 
 def resolve_masks(production: Catalog, config: SyncConfig, roles: Roles) -> Masks:
@@ -42,11 +43,12 @@ def resolve_masks(production: Catalog, config: SyncConfig, roles: Roles) -> Mask
         reason = unfit(entry.mask, column)
         if reason is not None:
             raise ConfigError(f"'mask' {entry.mask.transform} on column {where}: the column {reason}")
-        keys = table.primary_key or ()
-        if entry.column in keys and entry.mask.transform not in _UNIQUE:
+        unique = next((k for k in (table.primary_key, *table.unique_keys) if k and entry.column in k), None)
+        if unique is not None and entry.mask.transform not in _UNIQUE:
+            kind = "primary key" if unique == table.primary_key else f"unique key ({', '.join(unique)})"
             raise ConfigError(
-                f"'mask' {entry.mask.transform} on column {where}: it is part of the primary key, which only "
-                "hash or email keep unique"
+                f"'mask' {entry.mask.transform} on column {where}: it is part of the {kind}, which only hash or "
+                "email keep unique"
             )
         found.setdefault(key, {})[entry.column] = entry.mask
     _check_references(production, roles, found)
@@ -88,6 +90,7 @@ def applied(tp: TablePlan, masks: dict[str, Mask] | None, key: MaskKey | None) -
         if name in tp.columns:
             selects.append((name, expression(mask, column, key)))
     tp = replace(tp, masks=tuple(sorted(masks.items())), masked=tuple(selects), binary=False)
+    tp = tp.noted("masked columns: " + ", ".join(f"{name} ({mask.transform})" for name, mask in tp.masks))
     if tp.mode == Mode.INCREMENTAL:
         tp = replace(tp, mode=Mode.MIRROR, incremental_column=None).noted(
             "masked: compared by keyed row hashes or read whole, not incrementally, so that a changed mask or key"
