@@ -86,6 +86,8 @@ def _production_keys_in(
             keys, cols(tp.key), ident(tp.table_key)
         )
     )
-    query = sql.SQL("SELECT {} FROM {}").format(cols(tp.key), tp.source.relation())
+    # A masked key goes out masked, as the sync copied it.
+    keys_out = sql.SQL(", ").join(tp.selected(k) or sql.Identifier(k) for k in tp.key)
+    query = sql.SQL("SELECT {} FROM {} t").format(keys_out, tp.source.relation())
     copy_rows(prod, staging, query, keys, tp.key, tp.binary, f"the keys of {tp.qualified}", Observer())
     return sql.SQL("EXISTS (SELECT 1 FROM {} k WHERE {})").format(keys, match("k", tp.key, "t", tp.key))
