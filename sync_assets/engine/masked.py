@@ -13,7 +13,7 @@ import difflib
 from dataclasses import replace
 
 from sync_assets.engine.catalog import Catalog, TableKey, qualified
-from sync_assets.engine.config import ColumnMask, Mode, SyncConfig
+from sync_assets.engine.config import Mode, SyncConfig
 from sync_assets.engine.errors import ConfigError
 from sync_assets.engine.mask_key import MaskKey
 from sync_assets.engine.masking import Mask, Transform, expression, unfit
@@ -102,6 +102,3 @@ def applied(tp: TablePlan, masks: dict[str, Mask] | None, key: MaskKey | None) -
 def mask_key(config: SyncConfig) -> MaskKey | None:
     """The key, where the config masks anything: its absence is a ConfigError before anything moves."""
     return MaskKey.from_environment() if config.mask else None
-
-
-__all__ = ["ColumnMask", "Masks", "applied", "mask_key", "resolve_masks"]
