@@ -254,8 +254,13 @@ def test_the_no_raw_values_check_in_dagster(people: Pair, tmp_path: Path) -> Non
     assert described["email"] == "masked: email" and described["phone"] == "masked: digits"
     assert described["id"] is None
 
-    first = job.execute_in_process(instance=DagsterInstance.ephemeral(), raise_on_error=False)
+    instance = DagsterInstance.ephemeral()
+    first = job.execute_in_process(instance=instance, raise_on_error=False)
     assert first.success
+    # Dagster's storage: every event of the run (logs, materializations, metadata, check results).
+    stored = " ".join(str(entry) for entry in instance.all_logs(first.run_id))
+    assert "agents" in stored and SECRET not in stored
+    assert [v for v in _raw_values(people) if v in stored] == []
     passed = {(e.asset_key.path[-1], e.check_name): e for e in first.get_asset_check_evaluations()}
     agents = passed[("agents", "no_raw_values")]
     assert agents.passed and agents.severity == AssetCheckSeverity.ERROR
