@@ -83,12 +83,17 @@ def production_identity(conn: psycopg.Connection) -> str:
 
 # Every open transaction of this database: each holds the lock on its own virtual transaction id from
 # its first statement on. Prepared transactions have no session; they are listed after the sessions,
-# so one that prepares meanwhile is seen in one list or the other.
+# so one that prepares meanwhile is seen in one list or the other. Autovacuum workers are left out: they
+# change no row's values, and one whose start the role may not see would hold every watermark back (a
+# fresh database's catalogs get vacuumed within a minute of its creation). They are told by their user:
+# none (backend_type is hidden from a role without pg_read_all_stats; the user is not), where every
+# session that can write rows, parallel and replication workers included, has one.
 _OPEN_TRANSACTIONS = """
 SELECT 'vxid ' || l.virtualxid || ' pid ' || l.pid, a.xact_start, statement_timestamp()
   FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
  WHERE l.locktype = 'virtualxid' AND l.virtualxid = l.virtualtransaction AND l.granted
    AND a.datid = (SELECT oid FROM pg_database WHERE datname = current_database())
+   AND a.usesysid IS NOT NULL
    AND l.pid <> pg_backend_pid()
 UNION ALL
 SELECT 'prepared ' || p.gid || ' xid ' || p.transaction, NULL, statement_timestamp()
