@@ -15,8 +15,9 @@ from sync_assets.engine.catalog import Column, Identity
 from sync_assets.engine.errors import ConfigError
 from sync_assets.engine.introspect import introspect
 from sync_assets.engine.mask_key import KEY_ENV, MaskKey
+from sync_assets.engine.mask_spec import Mask, Transform
 from sync_assets.engine.mask_words import FIRST_NAMES, LAST_NAMES
-from sync_assets.engine.masking import Mask, Transform, expression, unfit
+from sync_assets.engine.masking import expression, unfit
 from sync_assets_tests.conftest import Pair
 
 KEY = MaskKey(b"a test key of enough length")

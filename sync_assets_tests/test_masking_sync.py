@@ -20,7 +20,8 @@ from sync_assets.engine.config_file import parse_config
 from sync_assets.engine.errors import ConfigError
 from sync_assets.engine.introspect import introspect
 from sync_assets.engine.mask_key import KEY_ENV, MaskKey
-from sync_assets.engine.masking import Mask, expression
+from sync_assets.engine.mask_spec import Mask
+from sync_assets.engine.masking import expression
 from sync_assets.engine.observe import Pause, Point
 from sync_assets.engine.raw_values import raw_values_now
 from sync_assets.engine.shadows import Keys

@@ -16,8 +16,8 @@ from sync_assets.engine.connections import PRODUCTION_ENV, STAGING_ENV, Endpoint
 from sync_assets.engine.content import Fingerprint, Unavailable
 from sync_assets.engine.errors import ConfigError, SelectionError, SyncError, is_transient, redact
 from sync_assets.engine.foreign_keys import OrphanCount, count_orphans
+from sync_assets.engine.mask_spec import Mask
 from sync_assets.engine.masked import resolve_masks
-from sync_assets.engine.masking import Mask
 from sync_assets.engine.observe import Observer, Pause, Point
 from sync_assets.engine.orphans import OrphanBackup
 from sync_assets.engine.raw_values import RawValues, raw_values_now

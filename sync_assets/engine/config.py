@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, mod
 
 from sync_assets.engine.connections import SessionLimits
 from sync_assets.engine.errors import ConfigError
-from sync_assets.engine.masking import Mask
+from sync_assets.engine.mask_spec import Mask
 
 CONFIG_ENV = "SYNC_ASSETS_CONFIG"
 

@@ -16,7 +16,8 @@ from sync_assets.engine.catalog import Catalog, TableKey, qualified
 from sync_assets.engine.config import Mode, SyncConfig
 from sync_assets.engine.errors import ConfigError
 from sync_assets.engine.mask_key import MaskKey
-from sync_assets.engine.masking import Mask, Transform, expression, unfit
+from sync_assets.engine.mask_spec import Mask, Transform
+from sync_assets.engine.masking import expression, unfit
 from sync_assets.engine.roles import Roles, _resolve
 from sync_assets.engine.table_plan import TablePlan
 

@@ -21,8 +21,8 @@ from sync_assets.engine.connections import Endpoint, connect_both
 from sync_assets.engine.copy_pipe import copy_rows
 from sync_assets.engine.introspect import introspect
 from sync_assets.engine.mask_key import MaskKey
+from sync_assets.engine.mask_spec import Transform
 from sync_assets.engine.masked import mask_key
-from sync_assets.engine.masking import Transform
 from sync_assets.engine.observe import Observer
 from sync_assets.engine.plan import build_plan
 from sync_assets.engine.snapshot import begin_snapshot, prepare_session

@@ -9,7 +9,7 @@ from psycopg import sql
 
 from sync_assets.engine.catalog import ColumnSequence, Table, TableKey
 from sync_assets.engine.config import Mode
-from sync_assets.engine.masking import Mask
+from sync_assets.engine.mask_spec import Mask
 
 
 @dataclass(frozen=True)
