@@ -194,6 +194,15 @@ def test_an_incremental_table_with_masks_is_compared_by_hashes(people: Pair) -> 
             "or email keep unique",
         ),
         (
+            "mask:\n  public.bookings.paid: {constant: lots}\n",
+            "'mask' constant on column public.bookings.paid: 'lots' does not fit it (invalid input syntax for type "
+            'numeric: "lots")',
+        ),
+        (
+            'mask:\n  public.agents.phone: {sql: "left(phnoe, 3)"}\n',
+            "'mask' sql on column public.agents.phone does not run on production (column \"phnoe\" does not exist)",
+        ),
+        (
             "mask:\n  public.bookings.updated_at: null\n",
             "'mask' null on column public.bookings.updated_at: the column is NOT NULL",
         ),
@@ -302,3 +311,11 @@ def test_a_merge_table_with_a_masked_key_matches_in_a_checks_only_comparison(peo
     assert seen.staging_print == seen.snapshot_print and seen.staging_rows == 30
     with people.staging() as staging:
         assert _found_in(staging, "public", ["code-7"]) == []
+
+
+def test_a_constant_and_an_sql_mask_that_fit_arrive_as_given(people: Pair) -> None:
+    config = CONFIG.replace("public.agents.phone: digits", "public.agents.phone: {sql: \"'+00 ' || id\"}")
+    result = people.sync(config + "  public.bookings.paid: {constant: 0}\n")
+    assert result.tables[("public", "bookings")].staging_print == result.tables[("public", "bookings")].snapshot_print
+    assert set(_staged(people, "bookings", "paid")) == {0}
+    assert _staged(people, "agents", "phone")[:2] == ["+00 1", "+00 2"]

@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import psycopg
+from psycopg import sql
 
 from sync_assets.engine.catalog import Catalog, TableKey, qualified
 from sync_assets.engine.config import Mode, SyncConfig
@@ -20,6 +24,9 @@ from sync_assets.engine.mask_spec import Mask, Transform
 from sync_assets.engine.masking import expression, unfit
 from sync_assets.engine.roles import Roles, _resolve
 from sync_assets.engine.table_plan import TablePlan
+
+if TYPE_CHECKING:
+    from sync_assets.engine.plan import SyncPlan
 
 Masks = dict[TableKey, dict[str, Mask]]
 # Keep distinct values distinct (up to a 96-bit collision); sql is the user's to judge.
@@ -103,3 +110,29 @@ def applied(tp: TablePlan, masks: dict[str, Mask] | None, key: MaskKey | None) -
 def mask_key(config: SyncConfig) -> MaskKey | None:
     """The key, where the config masks anything: its absence is a ConfigError before anything moves."""
     return MaskKey.from_environment() if config.mask else None
+
+
+def check_on_servers(prod: psycopg.Connection, staging: psycopg.Connection, plan: SyncPlan) -> None:
+    """What only the servers can tell, before anything moves: that a `constant` reads as the column's type in
+    staging, and that an `sql` expression runs on production (each tried on no rows, in a savepoint)."""
+    for tp in plan.tables:
+        for name, mask in tp.masks:
+            where = f"{tp.qualified}.{name}"
+            if mask.transform == Transform.CONSTANT and mask.constant is not None and name in tp.columns:
+                # The literal takes the column's type from the other arm of the UNION, as COPY would read it.
+                probe = sql.SQL("SELECT {} FROM {} WHERE false UNION ALL SELECT {}").format(
+                    sql.Identifier(name), tp.target.relation(), sql.Literal(mask.constant)
+                )
+                _try(staging, probe, f"'mask' constant on column {where}: {mask.constant!r} does not fit it")
+            if mask.transform == Transform.SQL and (selected := tp.selected(name)) is not None:
+                probe = sql.SQL("SELECT {} FROM {} t LIMIT 0").format(selected, tp.source.relation())
+                _try(prod, probe, f"'mask' sql on column {where} does not run on production")
+
+
+def _try(conn: psycopg.Connection, probe: sql.Composable, problem: str) -> None:
+    try:
+        with conn.transaction():
+            conn.execute(probe)
+    except psycopg.Error as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"{problem} ({first})") from None

@@ -163,6 +163,7 @@ class _Run:
         """3. What the run does to each table, and that both roles may do it; nothing written yet."""
         production, staging = introspect(self.prod, self.config.schemas), introspect(self.control, None)
         plan = build_plan(production, staging, self.config, selection, masked.mask_key(self.config))
+        masked.check_on_servers(self.prod, self.control, plan)
         self.states = watermarks.load_states(self.control)
         plan = watermarks.plan_reads(plan, self.states, self.observation, self.config, reconcile)
         plan = compare.choose(plan, self.config, reconcile, self.whole, *reconciled.load(self.control))
