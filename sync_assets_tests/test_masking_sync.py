@@ -225,8 +225,12 @@ def test_a_missing_key_stops_the_run_and_is_never_shown(people: Pair, monkeypatc
     people.assert_unchanged(before)
     monkeypatch.setenv(KEY_ENV, SECRET)
     logs = Recorder()
-    people.sync(CONFIG, observer=logs)
+    result = people.sync(CONFIG, observer=logs)
     assert SECRET not in " ".join(logs)
+    # Nor any key derived from it, wherever the run's result is printed.
+    padded = MaskKey(SECRET.encode()).derived("email").ljust(64, b"\x00")
+    inner = bytes(b ^ 0x36 for b in padded)  # what the SQL carries: the HMAC's padded derived key
+    assert repr(inner)[2:-1] not in repr(result) and inner.hex() not in repr(result)
 
 
 def test_no_raw_values_finds_a_raw_value_written_by_hand(people: Pair) -> None:

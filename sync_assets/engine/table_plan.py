@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from psycopg import sql
@@ -45,7 +45,8 @@ class TablePlan:
     unhashed: str | None = "not chosen"
     # Masked columns (masked.py): their masks, and the expressions production selects in their place.
     masks: tuple[tuple[str, Mask], ...] = ()
-    masked: tuple[tuple[str, sql.Composable], ...] = ()
+    # Not in repr: the expressions hold keys derived from the masking key (as SQL literals).
+    masked: tuple[tuple[str, sql.Composable], ...] = field(default=(), repr=False)
 
     def selected(self, column: str) -> sql.Composable | None:
         """What production selects for a masked column, or None where the column goes out as it is."""
