@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import psycopg
@@ -17,7 +19,7 @@ from sync_assets.engine.foreign_keys import count_rows
 from sync_assets.engine.introspect import introspect
 from sync_assets.engine.masked import mask_key
 from sync_assets.engine.observe import Observer
-from sync_assets.engine.plan import build_plan
+from sync_assets.engine.plan import SyncPlan, build_plan
 from sync_assets.engine.snapshot import begin_snapshot, prepare_session
 from sync_assets.engine.sql import cols, ident, match
 from sync_assets.engine.table_plan import TablePlan
@@ -35,11 +37,12 @@ class Comparison:
     triggers_fired: tuple[str, ...] = ()  # none: nothing was written
 
 
-def compare_now(
+@contextmanager
+def planned_now(
     source: Endpoint, target: Endpoint, config: SyncConfig, keys: set[TableKey]
-) -> dict[TableKey, Comparison]:
-    """Count and fingerprint the tables on both sides now: production in one read-only snapshot, staging
-    as it is. Nothing is written to either side (a merge table's production keys go to a temp table)."""
+) -> Iterator[tuple[psycopg.Connection, psycopg.Connection, SyncPlan]]:
+    """Both sides as they are now, for judging tables a run did not sync: production in one read-only
+    snapshot, staging as it is, and the plan of those tables (masks included)."""
     limits = config.session_limits()
     prod, staging = connect_both(replace(source, limits=limits), replace(target, limits=limits))
     try:
@@ -47,13 +50,19 @@ def compare_now(
         prepare_session(staging)
         begin_snapshot(prod)
         production, held = introspect(prod, config.schemas), introspect(staging, None)
-        found = {}
-        for i, tp in enumerate(build_plan(production, held, config, keys, mask_key(config)).tables):
-            found[tp.table_key] = _compare(prod, staging, tp, i)
-        return found
+        yield prod, staging, build_plan(production, held, config, keys, mask_key(config))
     finally:
         prod.close()
         staging.close()
+
+
+def compare_now(
+    source: Endpoint, target: Endpoint, config: SyncConfig, keys: set[TableKey]
+) -> dict[TableKey, Comparison]:
+    """Count and fingerprint the tables on both sides now. Nothing is written to either side (a merge
+    table's production keys go to a temp table)."""
+    with planned_now(source, target, config, keys) as (prod, staging, plan):
+        return {tp.table_key: _compare(prod, staging, tp, i) for i, tp in enumerate(plan.tables)}
 
 
 def _compare(prod: psycopg.Connection, staging: psycopg.Connection, tp: TablePlan, i: int) -> Comparison:

@@ -10,22 +10,20 @@ Empty strings count as nothing to protect.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import psycopg
 from psycopg import sql
 
 from sync_assets.engine.catalog import TableKey
+from sync_assets.engine.comparison import planned_now
 from sync_assets.engine.config import SyncConfig
-from sync_assets.engine.connections import Endpoint, connect_both
+from sync_assets.engine.connections import Endpoint
 from sync_assets.engine.copy_pipe import copy_rows
-from sync_assets.engine.introspect import introspect
 from sync_assets.engine.mask_key import MaskKey
 from sync_assets.engine.mask_spec import Transform
 from sync_assets.engine.masked import mask_key
 from sync_assets.engine.observe import Observer
-from sync_assets.engine.plan import build_plan
-from sync_assets.engine.snapshot import begin_snapshot, prepare_session
 from sync_assets.engine.sql import match
 from sync_assets.engine.table_plan import TablePlan
 
@@ -104,14 +102,5 @@ def raw_values_now(
     key = mask_key(config)
     if key is None:  # nothing is masked
         return {}
-    limits = config.session_limits()
-    prod, staging = connect_both(replace(source, limits=limits), replace(target, limits=limits))
-    try:
-        prepare_session(prod)
-        prepare_session(staging)
-        begin_snapshot(prod)
-        plan = build_plan(introspect(prod, config.schemas), introspect(staging, None), config, keys, key)
+    with planned_now(source, target, config, keys) as (prod, staging, plan):
         return {tp.table_key: judge(prod, staging, tp, key, i) for i, tp in enumerate(plan.tables) if tp.masks}
-    finally:
-        prod.close()
-        staging.close()
