@@ -253,6 +253,35 @@ def test_no_raw_values_finds_a_raw_value_written_by_hand(people: Pair) -> None:
     assert found[("public", "bookings")].found["notes.contact.email"] == 1
 
 
+def test_no_raw_values_sends_staging_neither_hashes_nor_keys(people: Pair) -> None:
+    """Staging only reads its own rows for the proof: every statement it runs is in its server log, and
+    none hashes or carries a key derived from the masking key; production's hashes never reach it."""
+    people.sync(CONFIG)
+    log = people.cluster.base / "log"
+    start = log.stat().st_size
+    with people.cluster.connect() as su:
+        su.execute(sql.SQL("ALTER DATABASE {} SET log_statement = 'all'").format(sql.Identifier(people.staging_db)))
+    try:
+        people.run_staging("UPDATE agents SET phone = '+44 20 7946 0003' WHERE id = 3")
+        config = parse_config(yaml.safe_load(CONFIG))
+        found = raw_values_now(people.source, people.target, config, {("public", "agents")})
+        assert found[("public", "agents")].found == {"email": 0, "name": 0, "phone": 1}
+    finally:
+        with people.cluster.connect() as su:
+            su.execute(sql.SQL("ALTER DATABASE {} RESET log_statement").format(sql.Identifier(people.staging_db)))
+    with log.open("rb") as f:
+        f.seek(start)
+        logged = f.read().decode(errors="replace")
+    assert 'DECLARE "sync_raw_values_staging"' in logged  # staging's statements are there
+    padded = MaskKey(SECRET.encode()).derived("no_raw_values").ljust(64, b"\x00")
+    inner = bytes(b ^ 0x36 for b in padded).hex()
+    assert (
+        "sha256" not in logged
+        and inner not in logged
+        and "sync_raw_values_" not in logged.replace("sync_raw_values_staging", "")
+    )
+
+
 def test_the_no_raw_values_check_in_dagster(people: Pair, tmp_path: Path) -> None:
     """Every masked table has the check, with ERROR severity; it passes after the sync and fails, naming
     the column, once a raw value is written into staging by hand. Unmasked tables have no such check."""
@@ -323,3 +352,40 @@ def test_a_constant_and_an_sql_mask_that_fit_arrive_as_given(people: Pair) -> No
     assert result.tables[("public", "bookings")].staging_print == result.tables[("public", "bookings")].snapshot_print
     assert set(_staged(people, "bookings", "paid")) == {0}
     assert _staged(people, "agents", "phone")[:2] == ["+00 1", "+00 2"]
+
+
+def test_no_raw_values_pairs_rows_by_a_masked_key_and_judges_keyless_tables_by_value(people: Pair) -> None:
+    people.run_both(
+        "CREATE TABLE members (email text PRIMARY KEY, name text);"
+        " CREATE TABLE contacts (phone text, note text)"  # no key at all
+    )
+    people.run_prod(
+        "INSERT INTO members SELECT 'm' || i || '@club.test', 'Member ' || i FROM generate_series(1, 300) i;"
+        " INSERT INTO contacts SELECT '+1 555 ' || lpad(i::text, 4, '0'), 'n' FROM generate_series(1, 50) i"
+    )
+    config_text = (
+        CONFIG + "  public.members.email: email\n  public.members.name: full_name\n  public.contacts.phone: digits\n"
+    )
+    people.sync(config_text)
+    config = parse_config(yaml.safe_load(config_text))
+    tables = {("public", "members"), ("public", "contacts")}
+    clean = raw_values_now(people.source, people.target, config, tables)
+    assert {k: (v.found, v.rows) for k, v in clean.items()} == {
+        ("public", "members"): ({"email": 0, "name": 0}, 300),
+        ("public", "contacts"): ({"phone": 0}, 50),
+    }
+    # Member 7's real name on the row whose masked key is member 7's; two real phones, on any row.
+    with people.prod() as prod:
+        column = introspect(prod, ["public"]).get("public", "members").column("email")
+        masked = expression(Mask.parse("members.email", "email"), column, MaskKey(SECRET.encode()))
+        query = sql.SQL("SELECT ({})::text FROM members t WHERE email = 'm7@club.test'").format(masked)
+        (seventh,) = prod.execute(query).fetchone()
+    with people.staging() as staging:
+        staging.execute("UPDATE members SET name = 'Member 7' WHERE email = %s", (seventh,))
+        staging.execute("UPDATE members SET name = 'Member 8' WHERE email <> %s AND name <> 'Member 7'", (seventh,))
+        staging.execute("UPDATE contacts SET phone = '+1 555 0009' WHERE ctid = (SELECT min(ctid) FROM contacts)")
+        staging.execute("INSERT INTO contacts VALUES ('+1 555 0031', 'by hand')")
+    found = raw_values_now(people.source, people.target, config, tables)
+    # Member 7's and member 8's own rows count; "Member 8" on the 298 other rows is not their raw value.
+    assert found[("public", "members")].found == {"email": 0, "name": 2}
+    assert found[("public", "contacts")].found == {"phone": 2}

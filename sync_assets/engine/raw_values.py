@@ -1,15 +1,25 @@
 """The proof of masking: per masked column, staging's rows that still hold production's raw value of the
 same row (same key), for the `no_raw_values` check.
 
-Values are compared by a keyed hash (HMAC-SHA256 under a key derived for this purpose), never moved:
-production sends each row's key (masked, where the key is masked) and the hashes of its raw masked
-values; staging hashes its own values the same way and counts the equal pairs. A json mask is judged per
-path. A table without a key is judged by value alone: a staged value equal to any raw value counts.
-Empty strings count as nothing to protect.
+Raw values never leave production and the masking key never reaches staging: production sends, in key
+order, each row's key (masked, where the key is masked) and the keyed hashes (HMAC-SHA256 under a key
+derived for this purpose) of its raw masked values; staging sends its rows in the same order, with the
+values it holds, which are masked and so no secret; this process hashes staging's values the same way and
+walks both streams together, counting equal pairs. Memory stays flat: both sides come through server-side
+cursors, in an order both compute alike (each key column's text as UTF-8 bytes, compared bytewise).
+
+A json mask is judged per path. A table without a key is judged by value alone: a staged value equal to
+any raw value counts; that needs production's hashes of the column at hand (16 bytes a distinct value).
+Empty strings count as nothing to protect. Rows only one side has are not judged (merge keeps rows
+production deleted: what they hold cannot be told from staging's own data).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+from collections.abc import Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import psycopg
@@ -19,15 +29,15 @@ from sync_assets.engine.catalog import TableKey
 from sync_assets.engine.comparison import planned_now
 from sync_assets.engine.config import SyncConfig
 from sync_assets.engine.connections import Endpoint
-from sync_assets.engine.copy_pipe import copy_rows
+from sync_assets.engine.content import Method, Scope, Side, column_expr
 from sync_assets.engine.mask_key import MaskKey
 from sync_assets.engine.mask_spec import Transform
 from sync_assets.engine.masked import mask_key
-from sync_assets.engine.observe import Observer
-from sync_assets.engine.sql import match
 from sync_assets.engine.table_plan import TablePlan
 
 _PURPOSE = "no_raw_values"
+_BATCH = 5000  # rows a server-side cursor fetches at a time
+_KEPT = 16  # bytes of each production hash a keyless table's judgement holds
 
 
 @dataclass(frozen=True)
@@ -39,7 +49,7 @@ class RawValues:
 
 
 def _judged(tp: TablePlan) -> list[tuple[str, sql.Composable]]:
-    """(label, value expression over alias-free columns) per masked value to judge."""
+    """(label, the value as text, over alias-free columns) per masked value to judge."""
     out: list[tuple[str, sql.Composable]] = []
     for name, mask in tp.masks:
         if name not in tp.columns or mask.transform == Transform.NULL:
@@ -54,45 +64,76 @@ def _judged(tp: TablePlan) -> list[tuple[str, sql.Composable]]:
     return out
 
 
-def _hash(key: MaskKey, value: sql.Composable) -> sql.Composable:
-    return key.hmac_sql(_PURPOSE, sql.SQL("convert_to(nullif({}, ''), 'UTF8')").format(value))
+def _bytes(value: sql.Composable) -> sql.Composable:
+    return sql.SQL("convert_to(nullif({}, ''), 'UTF8')").format(value)
 
 
-def judge(prod: psycopg.Connection, staging: psycopg.Connection, tp: TablePlan, key: MaskKey, i: int) -> RawValues:
+def _order(tp: TablePlan, side: Side) -> list[sql.Composable]:
+    """Each key column as bytes both sides compute alike (a masked key as production masks it)."""
+    out = []
+    for k in tp.key:
+        expr = column_expr(tp, k, Scope.ACROSS, side, Method.TEXT)
+        out.append(expr if tp.encodings_differ else sql.SQL("convert_to({}, 'UTF8')").format(expr))
+    return out
+
+
+def _rows(conn: psycopg.Connection, name: str, query: sql.Composable) -> Iterator[tuple]:
+    """The query's rows through a server-side cursor (in a transaction of its own where none is open)."""
+    idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    with conn.transaction() if idle else nullcontext(), conn.cursor(name=name) as cur:
+        cur.itersize = _BATCH
+        cur.execute(query)
+        yield from cur
+
+
+def _query(
+    keys: Sequence[sql.Composable], values: Sequence[sql.Composable], relation: sql.Composable
+) -> sql.Composable:
+    order = sql.SQL(" ORDER BY {}").format(sql.SQL(", ").join(keys)) if keys else sql.SQL("")
+    return sql.SQL("SELECT {} FROM {} t{}").format(sql.SQL(", ").join([*keys, *values]), relation, order)
+
+
+def judge(prod: psycopg.Connection, staging: psycopg.Connection, tp: TablePlan, key: MaskKey) -> RawValues:
     judged = _judged(tp)
     if not judged:
         return RawValues({}, 0)
-    hashes = [sql.Identifier(f"h{n}") for n in range(len(judged))]
-    scratch = sql.Identifier(f"sync_raw_values_{i}")
-    keys = [tp.selected(k) or sql.Identifier(k) for k in tp.key]
-    key_names = [sql.Identifier(f"k{n}") for n in range(len(tp.key))]
-    # The keys in staging's own types (what the masked keys became there); the hashes as bytea.
-    typed = [sql.SQL("{} AS {}").format(sql.Identifier(k), kn) for k, kn in zip(tp.key, key_names, strict=True)]
-    columns = sql.SQL(", ").join([*typed, *(sql.SQL("NULL::bytea AS {}").format(h) for h in hashes)])
-    staging.execute(
-        sql.SQL("CREATE TEMP TABLE {} AS SELECT {} FROM {} WITH NO DATA").format(scratch, columns, tp.target.relation())
+    derived = key.derived(_PURPOSE)
+
+    def mine(value: bytes | None) -> bytes | None:
+        return None if value is None else hmac.new(derived, value, hashlib.sha256).digest()
+
+    width = len(tp.key)
+    theirs = _query(
+        _order(tp, Side.PRODUCTION), [key.hmac_sql(_PURPOSE, _bytes(v)) for _, v in judged], tp.source.relation()
     )
-    query = sql.SQL("SELECT {} FROM {} t").format(
-        sql.SQL(", ").join([*keys, *(_hash(key, value) for _, value in judged)]), tp.source.relation()
-    )
-    names = tuple(f"k{n}" for n in range(len(tp.key))) + tuple(f"h{n}" for n in range(len(judged)))
-    copy_rows(prod, staging, query, scratch, names, False, f"the hashes of {tp.qualified}'s masked values", Observer())
-    found = {}
-    by_key = match("t", tp.key, "r", tuple(f"k{n}" for n in range(len(tp.key))))
-    for (label, value), h in zip(judged, hashes, strict=True):
-        mine = _hash(key, value)
-        if tp.key:
-            counted = sql.SQL("SELECT count(*) FROM {} t JOIN {} r ON {} WHERE {} = r.{}").format(
-                tp.target.relation(), scratch, by_key, mine, h
-            )
-        else:
-            counted = sql.SQL("SELECT count(*) FROM {} t WHERE {} IN (SELECT {} FROM {})").format(
-                tp.target.relation(), mine, h, scratch
-            )
-        found[label] = int(staging.execute(counted).fetchone()[0])
-    rows = int(staging.execute(sql.SQL("SELECT count(*) FROM {}").format(tp.target.relation())).fetchone()[0])
-    staging.execute(sql.SQL("DROP TABLE {}").format(scratch))
-    return RawValues(found, rows)
+    ours = _query(_order(tp, Side.STAGING), [_bytes(v) for _, v in judged], tp.target.relation())
+    production = _rows(prod, "sync_raw_values_production", theirs)
+    found = [0] * len(judged)
+    rows = 0
+    if not width:
+        # No key to pair rows by: any staged value equal to any raw value of its column counts.
+        seen: list[set[bytes]] = [set() for _ in judged]
+        for row in production:
+            for n, h in enumerate(row):
+                if h is not None:
+                    seen[n].add(bytes(h)[:_KEPT])
+        for row in _rows(staging, "sync_raw_values_staging", ours):
+            rows += 1
+            for n, v in enumerate(row):
+                h = mine(v)
+                found[n] += h is not None and h[:_KEPT] in seen[n]
+    else:
+        there = next(production, None)
+        for row in _rows(staging, "sync_raw_values_staging", ours):
+            rows += 1
+            at = tuple(bytes(k) for k in row[:width])
+            while there is not None and tuple(bytes(k) for k in there[:width]) < at:
+                there = next(production, None)
+            if there is None or tuple(bytes(k) for k in there[:width]) != at:
+                continue
+            for n, (v, h) in enumerate(zip(row[width:], there[width:], strict=True)):
+                found[n] += h is not None and mine(v) == bytes(h)
+    return RawValues({label: n for (label, _), n in zip(judged, found, strict=True)}, rows)
 
 
 def raw_values_now(
@@ -103,4 +144,4 @@ def raw_values_now(
     if key is None:  # nothing is masked
         return {}
     with planned_now(source, target, config, keys) as (prod, staging, plan):
-        return {tp.table_key: judge(prod, staging, tp, key, i) for i, tp in enumerate(plan.tables) if tp.masks}
+        return {tp.table_key: judge(prod, staging, tp, key) for tp in plan.tables if tp.masks}
