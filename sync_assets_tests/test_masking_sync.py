@@ -389,3 +389,27 @@ def test_no_raw_values_pairs_rows_by_a_masked_key_and_judges_keyless_tables_by_v
     # Member 7's and member 8's own rows count; "Member 8" on the 298 other rows is not their raw value.
     assert found[("public", "members")].found == {"email": 0, "name": 2}
     assert found[("public", "contacts")].found == {"phone": 2}
+
+
+def test_values_a_mask_keeps_by_design_are_not_raw_values(people: Pair) -> None:
+    """`digits` keeps a value without digits, `keep_last: 4` a value of 4 characters or fewer, `constant`
+    the constant: staging then holds production's value, and rightly so; the check counts none of them,
+    but still counts a longer value written back by hand."""
+    people.run_both("CREATE TABLE cards (id int PRIMARY KEY, phone text, card text, source text)")
+    people.run_prod(
+        "INSERT INTO cards VALUES (1, 'n/a', '1234', 'web'), (2, '', '12', 'app'),"
+        " (3, '+1 555 0100', '4111 1111 1111 1111', 'web')"
+    )
+    config_text = CONFIG + "".join(
+        f"  public.cards.{c}\n" for c in ("phone: digits", "card: {keep_last: 4}", "source: {constant: web}")
+    )
+    people.sync(config_text)
+    with people.staging() as staging:
+        rows = staging.execute("SELECT id, phone, card, source FROM cards ORDER BY id").fetchall()
+    assert rows[:2] == [(1, "n/a", "1234", "web"), (2, "", "12", "web")]
+    config = parse_config(yaml.safe_load(config_text))
+    found = raw_values_now(people.source, people.target, config, {("public", "cards")})
+    assert found[("public", "cards")].found == {"phone": 0, "card": 0, "source": 0}
+    people.run_staging("UPDATE cards SET card = '4111 1111 1111 1111', source = 'app' WHERE id = 3")
+    found = raw_values_now(people.source, people.target, config, {("public", "cards")})
+    assert found[("public", "cards")].found == {"phone": 0, "card": 1, "source": 0}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -17,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from sync_assets.demo import data
+from sync_assets.demo import data, people
 from sync_assets.demo.localpg import SUPERUSER, LocalPostgres
 from sync_assets.demo.process import dagster_cli, dagster_dev, start_group, stop_group
 
@@ -78,9 +79,11 @@ def seed(server: LocalPostgres, scale: float) -> None:
     if not _filled(server, "production"):
         say(f"filling production (scale {scale})")
         with server.connect("production") as prod, prod.transaction():
-            prod.execute(data.SCHEMA)
+            prod.execute(data.SCHEMA + people.SCHEMA)
             prod.execute(data.base_data(scale))
+            prod.execute(people.data(scale))
             prod.execute(data.production_moves_on(scale))
+            prod.execute(people.production_moves_on(scale))
             prod.execute("GRANT USAGE ON SCHEMA public TO reader")
             prod.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO reader")
     if not _filled(server, "staging"):
@@ -88,9 +91,20 @@ def seed(server: LocalPostgres, scale: float) -> None:
         with server.connect("staging") as admin:
             admin.execute("ALTER SCHEMA public OWNER TO app")
         with server.connect("staging", "app", PASSWORDS["app"]) as staging, staging.transaction():
-            staging.execute(data.SCHEMA)
+            staging.execute(data.SCHEMA + people.SCHEMA)
             staging.execute(data.base_data(scale))
+            staging.execute(people.data(scale))  # raw: copied before masking was switched on
             staging.execute(data.staging_own_data(scale))
+
+
+def mask_key(folder: Path) -> str:
+    """The demo's masking key: made once per data folder, readable by its owner only, so that later runs
+    mask alike (a new key would rewrite every masked value)."""
+    path = folder / "mask_key"
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(32))
+    return path.read_text().strip()
 
 
 def environment(server: LocalPostgres, folder: Path) -> dict[str, str]:
@@ -99,8 +113,11 @@ def environment(server: LocalPostgres, folder: Path) -> dict[str, str]:
     home.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
     config = folder / "sync.yaml"
-    config.write_text("# The demo's sync config\npreserve: [users, quote_requests, saved_searches]\n")
+    config.write_text(
+        "# The demo's sync config\npreserve: [users, quote_requests, saved_searches]\n# Personal data\n" + people.MASKS
+    )
     return {
+        "SYNC_ASSETS_MASK_KEY": os.environ.get("SYNC_ASSETS_MASK_KEY") or mask_key(folder),
         "DATABASE_URL_PRODUCTION": server.url("production", "reader", PASSWORDS["reader"]),
         "DATABASE_URL_STAGING": server.url("staging", "app", PASSWORDS["app"]),
         "SYNC_ASSETS_CONFIG": str(config),

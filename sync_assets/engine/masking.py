@@ -94,8 +94,38 @@ def _below(hexes: sql.Composable, n: int) -> sql.Composable:
     return sql.SQL("(('x' || '0' || left({}, 7))::bit(32)::integer % {})").format(hexes, sql.Literal(n))
 
 
-def _pick(words: tuple[str, ...], hexes: sql.Composable) -> sql.Composable:
-    return sql.SQL("(ARRAY[{}])[1 + {}]").format(sql.SQL(", ").join(map(sql.Literal, words)), _below(hexes, len(words)))
+def _words(words: tuple[str, ...]) -> sql.Composable:
+    return sql.SQL("ARRAY[{}]").format(sql.SQL(", ").join(map(sql.Literal, words)))
+
+
+def _pick(words: tuple[str, ...], hexes: sql.Composable, value: sql.Composable) -> sql.Composable:
+    """A word picked by keyed hash, never the value itself (then the next word): a masked name is never
+    the raw one, whatever the lists hold."""
+    return sql.SQL(
+        "(SELECT sa_w[1 + (sa_i + (sa_w[1 + sa_i] = {v})::integer) % {n}] FROM (SELECT {w} AS sa_w, {i} AS sa_i) sa_p)"
+    ).format(v=value, n=sql.Literal(len(words)), w=_words(words), i=_below(hexes, len(words)))
+
+
+def _full_name(first: sql.Composable, last: sql.Composable, value: sql.Composable) -> sql.Composable:
+    """First and last name, the last one moved on where both together would be the value itself."""
+    return sql.SQL(
+        "(SELECT sa_f || ' ' || sa_w[1 + (sa_i + (sa_f || ' ' || sa_w[1 + sa_i] = {v})::integer) % {n}]"
+        " FROM (SELECT {f} AS sa_f, {w} AS sa_w, {i} AS sa_i) sa_p)"
+    ).format(v=value, n=sql.Literal(len(LAST_NAMES)), f=first, w=_words(LAST_NAMES), i=_below(last, len(LAST_NAMES)))
+
+
+def protected(mask: Mask, value: sql.Composable) -> sql.Composable:
+    """Whether the transform changes this (raw, text) value: the values the no_raw_values check judges.
+    Some are kept by design: a value without digits under `digits`, one no longer than what `keep_last`
+    keeps, the constant itself; an empty string holds nothing to protect."""
+    t = mask.transform
+    if t == Transform.DIGITS:
+        return sql.SQL("{} ~ '[0-9]'").format(value)
+    if t == Transform.KEEP_LAST:
+        return sql.SQL("length({}) > {}").format(value, sql.Literal(mask.keep))
+    if t == Transform.CONSTANT:
+        return sql.SQL("{} IS DISTINCT FROM {}").format(value, sql.Literal(mask.constant))
+    return sql.SQL("{} <> ''").format(value)
 
 
 def _text_mask(mask: Mask, value: sql.Composable, key: MaskKey, length: int | None) -> sql.Composable:
@@ -115,21 +145,25 @@ def _text_mask(mask: Mask, value: sql.Composable, key: MaskKey, length: int | No
     if t == Transform.EMAIL:
         return sql.SQL("'u' || left({}, 24) || '@example.com'").format(hexes)
     if t == Transform.FIRST_NAME:
-        return _pick(FIRST_NAMES, hexes)
+        return _pick(FIRST_NAMES, hexes, value)
     if t == Transform.LAST_NAME:
-        return _pick(LAST_NAMES, hexes)
+        return _pick(LAST_NAMES, hexes, value)
     if t == Transform.FULL_NAME:
         last = _hex(key, "full_name:last", _text_of(value))
-        return sql.SQL("{} || ' ' || {}").format(_pick(FIRST_NAMES, hexes), _pick(LAST_NAMES, last))
+        first = sql.SQL("(({})[1 + {}])").format(_words(FIRST_NAMES), _below(hexes, len(FIRST_NAMES)))
+        return _full_name(first, last, value)
     assert t == Transform.DIGITS, t
     # 128 keyed digits (hex a-f folded onto 0-5), the i-th replacing the value's i-th character where
-    # that is a digit; other characters (+, -, spaces, letters) stay where they are.
+    # that is a digit; other characters (+, -, spaces, letters) stay where they are. Where that gives the
+    # value itself (a short number, 1 in 10 for one digit), each digit moves on by one instead.
     again = key.hmac_sql("digits", sql.SQL("{} || '\\x01'::bytea").format(_text_of(value)))
     digits = sql.SQL("translate({} || encode({}, 'hex'), 'abcdef', '012345')").format(hexes, again)
     return sql.SQL(
-        "CASE WHEN {v} IS NULL THEN NULL ELSE array_to_string(ARRAY(SELECT CASE WHEN substr({v}::text, i, 1)"
-        " BETWEEN '0' AND '9' THEN substr(d.k, 1 + (i - 1) % 128, 1) ELSE substr({v}::text, i, 1) END"
-        " FROM (SELECT {digits} AS k) d, generate_series(1, length({v}::text)) i ORDER BY i), '') END"
+        "(SELECT CASE WHEN sa_m = sa_v THEN translate(sa_v, '0123456789', '1234567890') ELSE sa_m END FROM"
+        " (SELECT {v}::text AS sa_v, CASE WHEN {v} IS NULL THEN NULL ELSE array_to_string(ARRAY(SELECT CASE WHEN"
+        " substr({v}::text, sa_i, 1) BETWEEN '0' AND '9' THEN substr(sa_d.sa_k, 1 + (sa_i - 1) % 128, 1)"
+        " ELSE substr({v}::text, sa_i, 1) END FROM (SELECT {digits} AS sa_k) sa_d,"
+        " generate_series(1, length({v}::text)) sa_i ORDER BY sa_i), '') END AS sa_m) sa_p)"
     ).format(v=value, digits=digits)
 
 

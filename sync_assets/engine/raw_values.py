@@ -10,8 +10,10 @@ cursors, in an order both compute alike (each key column's text as UTF-8 bytes, 
 
 A json mask is judged per path. A table without a key is judged by value alone: a staged value equal to
 any raw value counts; that needs production's hashes of the column at hand (16 bytes a distinct value).
-Empty strings count as nothing to protect. Rows only one side has are not judged (merge keeps rows
-production deleted: what they hold cannot be told from staging's own data).
+Values a transform keeps by design are not judged (masking.protected): an empty string, a value without
+digits under `digits`, one no longer than what `keep_last` keeps, the constant itself. Rows only one side
+has are not judged (merge keeps rows production deleted: what they hold cannot be told from staging's own
+data).
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ from sync_assets.engine.config import SyncConfig
 from sync_assets.engine.connections import Endpoint
 from sync_assets.engine.content import Method, Scope, Side, column_expr
 from sync_assets.engine.mask_key import MaskKey
-from sync_assets.engine.mask_spec import Transform
+from sync_assets.engine.mask_spec import Mask, Transform
 from sync_assets.engine.masked import mask_key
+from sync_assets.engine.masking import protected
 from sync_assets.engine.table_plan import TablePlan
 
 _PURPOSE = "no_raw_values"
@@ -48,20 +51,27 @@ class RawValues:
     rows: int  # staging's rows judged
 
 
-def _judged(tp: TablePlan) -> list[tuple[str, sql.Composable]]:
-    """(label, the value as text, over alias-free columns) per masked value to judge."""
-    out: list[tuple[str, sql.Composable]] = []
+def _judged(tp: TablePlan) -> list[tuple[str, sql.Composable, Mask]]:
+    """(label, the value as text over alias-free columns, its mask) per masked value to judge."""
+    out: list[tuple[str, sql.Composable, Mask]] = []
     for name, mask in tp.masks:
         if name not in tp.columns or mask.transform == Transform.NULL:
             continue
         column = sql.Identifier(name)
         if mask.transform == Transform.JSON:
+            assert mask.inner is not None
             for path in mask.paths:
                 at = sql.SQL("ARRAY[{}]::text[]").format(sql.SQL(", ").join(map(sql.Literal, path)))
-                out.append((f"{name}.{'.'.join(path)}", sql.SQL("({}::jsonb #>> {})").format(column, at)))
+                value = sql.SQL("({}::jsonb #>> {})").format(column, at)
+                out.append((f"{name}.{'.'.join(path)}", value, mask.inner))
         else:
-            out.append((name, sql.SQL("{}::text").format(column)))
+            out.append((name, sql.SQL("{}::text").format(column), mask))
     return out
+
+
+def _raw_hash(key: MaskKey, value: sql.Composable, mask: Mask) -> sql.Composable:
+    """Production's keyed hash of a raw value the mask changes (NULL for one it keeps by design)."""
+    return sql.SQL("CASE WHEN {} THEN {} END").format(protected(mask, value), key.hmac_sql(_PURPOSE, _bytes(value)))
 
 
 def _bytes(value: sql.Composable) -> sql.Composable:
@@ -104,9 +114,9 @@ def judge(prod: psycopg.Connection, staging: psycopg.Connection, tp: TablePlan, 
 
     width = len(tp.key)
     theirs = _query(
-        _order(tp, Side.PRODUCTION), [key.hmac_sql(_PURPOSE, _bytes(v)) for _, v in judged], tp.source.relation()
+        _order(tp, Side.PRODUCTION), [_raw_hash(key, v, mask) for _, v, mask in judged], tp.source.relation()
     )
-    ours = _query(_order(tp, Side.STAGING), [_bytes(v) for _, v in judged], tp.target.relation())
+    ours = _query(_order(tp, Side.STAGING), [_bytes(v) for _, v, _ in judged], tp.target.relation())
     production = _rows(prod, "sync_raw_values_production", theirs)
     found = [0] * len(judged)
     rows = 0
@@ -133,7 +143,7 @@ def judge(prod: psycopg.Connection, staging: psycopg.Connection, tp: TablePlan, 
                 continue
             for n, (v, h) in enumerate(zip(row[width:], there[width:], strict=True)):
                 found[n] += h is not None and mine(v) == bytes(h)
-    return RawValues({label: n for (label, _), n in zip(judged, found, strict=True)}, rows)
+    return RawValues({label: n for (label, _, _), n in zip(judged, found, strict=True)}, rows)
 
 
 def raw_values_now(
