@@ -14,6 +14,9 @@ Two PostgreSQL servers of our own (production, staging) in --dir. At scale 1 pro
                  since the last run are read (by updated_at), deletes found by fingerprints, then keys
   (f) sync full without the content check: (c) with content_matches' fingerprints switched off in the
                  benchmark's own process, alternating with (c), so that their difference is what the check costs
+  (h) sync full, masked  (c) with the demo's masks (people.MASKS: every personal column of travel agents,
+                 bookings and webhook payloads), run before (c) and (f), so that its difference to (c) is
+                 what masking costs (its "ratio to sync full" less 1)
   (g) resync by hashes  the same after another 1%, every table in mode mirror, resync: hashes (the
                  default): both sides hash their rows in buckets, only the differing buckets' rows are read
   floor          (a) into tables with staging's primary keys, unique keys and indexes (foreign keys not
@@ -49,9 +52,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.proxy import SlowLink  # noqa: E402
-from sync_assets.demo import data  # noqa: E402
+from sync_assets.demo import data, people  # noqa: E402
 from sync_assets.demo.localpg import LocalPostgres, free_port  # noqa: E402
 from sync_assets.engine.introspect import introspect  # noqa: E402
+from sync_assets.engine.mask_key import KEY_ENV  # noqa: E402
 
 PASSWORD = "bench-pw"
 READER, SYNCER = "bench_reader", "bench_syncer"  # production's read-only role; staging's writer
@@ -61,10 +65,11 @@ SETTINGS = "-c shared_buffers=256MB -c max_wal_size=8GB -c checkpoint_timeout=30
 # The big tables get an updated_at that production's application (a trigger here) keeps current.
 INCREMENTAL = ("cruises", "itineraries", "price_snapshots", "pricing")
 PARENTS_FIRST = ("cruise_lines", "ships", "ports", "regions", "cabin_categories", "cruises", "itineraries", "pricing",
-                 "price_snapshots", "webhook_events")  # fmt: skip
+                 "price_snapshots", "webhook_events", "travel_agents", "bookings")  # fmt: skip
 SLOW_LINK = 200e6 / 8  # bytes per second: 200 Mbit/s
 SYNCED = ("cabin_categories", "cruise_lines", "cruises", "itineraries", "ports", "price_snapshots", "pricing",
-          "regions", "ships", "webhook_events")  # fmt: skip
+          "regions", "ships", "webhook_events", "travel_agents", "bookings")  # fmt: skip
+MASK_KEY = "the benchmark's masking key, long enough"
 
 
 @dataclass
@@ -114,8 +119,9 @@ class Bench:
             admin.execute("DROP DATABASE IF EXISTS production WITH (FORCE)")
             admin.execute("CREATE DATABASE production")
         with self.prod.connect("production") as conn:
-            conn.execute(data.SCHEMA)
+            conn.execute(data.SCHEMA + people.SCHEMA)
             conn.execute(data.base_data(demo_scale))
+            conn.execute(people.data(demo_scale))
             add_change_column(conn, production=True)
             conn.execute("VACUUM ANALYZE")
             size = conn.execute(
@@ -127,7 +133,7 @@ class Bench:
                 admin.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
                 admin.execute(f"CREATE DATABASE {db}")
         with self.staging.connect("staging_template") as conn:
-            conn.execute(data.SCHEMA)  # keys, indexes, foreign keys: as a real staging keeps them
+            conn.execute(data.SCHEMA + people.SCHEMA)  # keys, indexes, foreign keys: as a real staging keeps them
             add_change_column(conn, production=False)
             conn.execute("INSERT INTO users (email) SELECT 'tester' || i || '@staging' FROM generate_series(1, 200) i")
             syncer = sql.Identifier(SYNCER)
@@ -138,11 +144,11 @@ class Bench:
             ):
                 conn.execute(sql.SQL(grant).format(syncer))
         with self.staging.connect("bare_template") as conn:
-            conn.execute(data.SCHEMA)
+            conn.execute(data.SCHEMA + people.SCHEMA)
             add_change_column(conn, production=False)
             strip_constraints(conn)
         with self.staging.connect("keyed_template") as conn:
-            conn.execute(data.SCHEMA)  # keys and indexes; generated columns written by the COPY
+            conn.execute(data.SCHEMA + people.SCHEMA)  # keys and indexes; generated columns written by the COPY
             add_change_column(conn, production=False)
             drop_generated(conn)
             drop_foreign_keys(conn)
@@ -238,7 +244,7 @@ class Bench:
              production,
              self.staging.url("staging", SYNCER, PASSWORD), str(config),
              "reconcile" if reconcile else ""],
-            check=True, cwd=ROOT, stdout=subprocess.PIPE, text=True,
+            check=True, cwd=ROOT, stdout=subprocess.PIPE, text=True, env={**os.environ, KEY_ENV: MASK_KEY},
         )  # fmt: skip
         seconds = time.monotonic() - started
         rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -283,6 +289,8 @@ CONFIG = "preserve: [users, quote_requests, saved_searches]\nincremental_overlap
 # (d): every row read, as before keyed hashes; (g): every table a mirror, compared by keyed hashes.
 COPY_CONFIG = CONFIG + "resync: copy\n"
 MIRROR_CONFIG = "preserve: [users, quote_requests, saved_searches]\n"
+# (h): (c) with the demo's masks.
+MASKED_CONFIG = CONFIG + people.MASKS
 
 SYNC_SCRIPT = """
 import sys
@@ -440,6 +448,7 @@ def main() -> int:
                                                  "resync after 1%": [], "incremental after 1%": [],
                                                  "resync by hashes after 1%": [],
                                                  "sync full, no content check": [],
+                                                 "sync full, masked": [],
                                                  "floor: raw pipe into keyed tables": [],
                                                  "raw pipe, slow link": [],
                                                  "resync by hashes after 1%, slow link": []}  # fmt: skip
@@ -447,6 +456,8 @@ def main() -> int:
                 print(f"scale {scale}: repetition {rep + 1}/{args.reps}", flush=True)
                 results["raw pipe"].append(bench.raw_pipe())
                 results["pg_dump → pg_restore"].append(bench.dump_restore())
+                # (h) first: the runs after (c) and (f) then start from staging as an unmasked sync left it.
+                results["sync full, masked"].append(bench.sync(fresh=True, config_text=MASKED_CONFIG))
                 # (c) and (f) take turns going first, so that neither always follows the other.
                 for check in (True, False) if rep % 2 else (False, True):
                     name = "sync full" if check else "sync full, no content check"

@@ -89,9 +89,12 @@ def _text_of(value: sql.Composable) -> sql.Composable:
     return sql.SQL("convert_to({}::text, 'UTF8')").format(value)
 
 
-def _below(hexes: sql.Composable, n: int) -> sql.Composable:
-    """A number in 0 .. n - 1 from a hash's hex digits (28 bits of it: uniform enough for small n)."""
-    return sql.SQL("(('x' || '0' || left({}, 7))::bit(32)::integer % {})").format(hexes, sql.Literal(n))
+def _below(hexes: sql.Composable, n: int, at: int = 1) -> sql.Composable:
+    """A number in 0 .. n - 1 from 7 of a hash's hex digits, from the at-th (28 bits: uniform enough for
+    small n)."""
+    return sql.SQL("(('x' || '0' || substr({}, {}, 7))::bit(32)::integer % {})").format(
+        hexes, sql.Literal(at), sql.Literal(n)
+    )
 
 
 def _words(words: tuple[str, ...]) -> sql.Composable:
@@ -99,19 +102,28 @@ def _words(words: tuple[str, ...]) -> sql.Composable:
 
 
 def _pick(words: tuple[str, ...], hexes: sql.Composable, value: sql.Composable) -> sql.Composable:
-    """A word picked by keyed hash, never the value itself (then the next word): a masked name is never
-    the raw one, whatever the lists hold."""
-    return sql.SQL(
-        "(SELECT sa_w[1 + (sa_i + (sa_w[1 + sa_i] = {v})::integer) % {n}] FROM (SELECT {w} AS sa_w, {i} AS sa_i) sa_p)"
-    ).format(v=value, n=sql.Literal(len(words)), w=_words(words), i=_below(hexes, len(words)))
+    """A word picked by keyed hash, never the value itself: of the picked word and the next one (a slice of
+    the list twice over, so that the hash is computed once), the first that is not the value."""
+    return sql.SQL("(array_remove(({w} || {w})[1 + {i}:2 + {i}], {v}))[1]").format(
+        w=_words(words), i=_below(hexes, len(words)), v=value
+    )
 
 
-def _full_name(first: sql.Composable, last: sql.Composable, value: sql.Composable) -> sql.Composable:
-    """First and last name, the last one moved on where both together would be the value itself."""
+def _full_name(hexes: sql.Composable, value: sql.Composable) -> sql.Composable:
+    """First and last name from one hash (its first and second 28 bits), the last one moved on where both
+    together would be the value itself. OFFSET 0 keeps each subquery whole: pulled up, its outputs would
+    be computed once per use, the hash among them."""
     return sql.SQL(
         "(SELECT sa_f || ' ' || sa_w[1 + (sa_i + (sa_f || ' ' || sa_w[1 + sa_i] = {v})::integer) % {n}]"
-        " FROM (SELECT {f} AS sa_f, {w} AS sa_w, {i} AS sa_i) sa_p)"
-    ).format(v=value, n=sql.Literal(len(LAST_NAMES)), f=first, w=_words(LAST_NAMES), i=_below(last, len(LAST_NAMES)))
+        " FROM (SELECT {f} AS sa_f, {w} AS sa_w, {i} AS sa_i FROM (SELECT {h} AS sa_h OFFSET 0) sa_q OFFSET 0) sa_p)"
+    ).format(
+        v=value,
+        n=sql.Literal(len(LAST_NAMES)),
+        f=sql.SQL("({})[1 + {}]").format(_words(FIRST_NAMES), _below(sql.SQL("sa_h"), len(FIRST_NAMES))),
+        w=_words(LAST_NAMES),
+        i=_below(sql.SQL("sa_h"), len(LAST_NAMES), 8),
+        h=hexes,
+    )
 
 
 def protected(mask: Mask, value: sql.Composable) -> sql.Composable:
@@ -149,22 +161,20 @@ def _text_mask(mask: Mask, value: sql.Composable, key: MaskKey, length: int | No
     if t == Transform.LAST_NAME:
         return _pick(LAST_NAMES, hexes, value)
     if t == Transform.FULL_NAME:
-        last = _hex(key, "full_name:last", _text_of(value))
-        first = sql.SQL("(({})[1 + {}])").format(_words(FIRST_NAMES), _below(hexes, len(FIRST_NAMES)))
-        return _full_name(first, last, value)
+        return _full_name(hexes, value)
     assert t == Transform.DIGITS, t
-    # 128 keyed digits (hex a-f folded onto 0-5), the i-th replacing the value's i-th character where
-    # that is a digit; other characters (+, -, spaces, letters) stay where they are. Where that gives the
-    # value itself (a short number, 1 in 10 for one digit), each digit moves on by one instead.
-    again = key.hmac_sql("digits", sql.SQL("{} || '\\x01'::bytea").format(_text_of(value)))
-    digits = sql.SQL("translate({} || encode({}, 'hex'), 'abcdef', '012345')").format(hexes, again)
-    return sql.SQL(
-        "(SELECT CASE WHEN sa_m = sa_v THEN translate(sa_v, '0123456789', '1234567890') ELSE sa_m END FROM"
-        " (SELECT {v}::text AS sa_v, CASE WHEN {v} IS NULL THEN NULL ELSE array_to_string(ARRAY(SELECT CASE WHEN"
-        " substr({v}::text, sa_i, 1) BETWEEN '0' AND '9' THEN substr(sa_d.sa_k, 1 + (sa_i - 1) % 128, 1)"
-        " ELSE substr({v}::text, sa_i, 1) END FROM (SELECT {digits} AS sa_k) sa_d,"
-        " generate_series(1, length({v}::text)) sa_i ORDER BY sa_i), '') END AS sa_m) sa_p)"
-    ).format(v=value, digits=digits)
+    # 64 keyed digits (hex a-f folded onto 0-5; cycled past 64), the k-th replacing the value's k-th
+    # digit; other characters (+, -, spaces, letters) stay where they are: every digit becomes a format()
+    # placeholder, filled from the keyed digits one character each. Where that gives the value itself (a
+    # short number, 1 in 10 for one digit), each digit moves on by one instead.
+    text = sql.SQL("{}::text").format(value)
+    keyed = sql.SQL("left(repeat(translate({h}, 'abcdef', '012345'), 1 + length({v}) / 64), length({v}))").format(
+        h=hexes, v=text
+    )
+    masked = sql.SQL("format(regexp_replace(replace({v}, '%', '%%'), '[0-9]', '%s', 'g'), VARIADIC {a})").format(
+        v=text, a=sql.SQL("string_to_array({}, NULL)").format(keyed)
+    )
+    return sql.SQL("coalesce(nullif({m}, {v}), translate({v}, '0123456789', '1234567890'))").format(m=masked, v=text)
 
 
 def expression(mask: Mask, column: Column, key: MaskKey) -> sql.Composable:
