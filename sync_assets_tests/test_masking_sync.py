@@ -4,6 +4,7 @@ reaches staging masked through the keyed row hashes, and mistakes stop the run b
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 
@@ -14,10 +15,11 @@ from dagster import AssetCheckSeverity, DagsterInstance
 from psycopg import sql
 
 from sync_assets.definitions import build_definitions
+from sync_assets.defs.failures import failure_for
 from sync_assets.defs.metadata import plan_frames
 from sync_assets.engine.comparison import compare_now
 from sync_assets.engine.config_file import parse_config
-from sync_assets.engine.errors import ConfigError
+from sync_assets.engine.errors import ConfigError, SyncError
 from sync_assets.engine.introspect import introspect
 from sync_assets.engine.mask_key import KEY_ENV, MaskKey
 from sync_assets.engine.mask_spec import Mask
@@ -153,12 +155,37 @@ def test_a_change_arrives_masked_through_the_hashes(people: Pair) -> None:
 
 
 def test_another_key_masks_every_row_again(people: Pair, monkeypatch: pytest.MonkeyPatch) -> None:
-    people.sync(CONFIG)
+    changed = "masks or masking key changed since the last run: every masked value is written again"
+    assert changed not in people.sync(CONFIG).tables[("public", "agents")].plan.notes  # the first masked run
+    assert changed not in people.sync(CONFIG).tables[("public", "agents")].plan.notes  # the same masks again
     monkeypatch.setenv(KEY_ENV, SECRET + " but changed")
     result = people.sync(CONFIG)
     assert result.tables[("public", "agents")].updated == 40
+    assert changed in result.tables[("public", "agents")].plan.notes
     key = MaskKey((SECRET + " but changed").encode())
     assert _staged(people, "agents", "phone") == _expected(people, "agents", "phone", Mask.parse("p", "digits"), key)
+    # Only a fingerprint of the masks is kept in staging, nothing of either key.
+    with people.staging() as staging:
+        stored = staging.execute("SELECT table_name, masks FROM sync_assets.masked_with ORDER BY 1").fetchall()
+    assert [t for t, _ in stored] == ["agents", "bookings"] and all(len(m) == 16 for _, m in stored)
+
+
+def test_a_merge_table_masked_anew_is_warned_about(people: Pair) -> None:
+    """Merge keeps staging's rows production deleted, as they are: once masks change, the run says that
+    such rows may still hold raw values. The same masks again: no warning."""
+    merge = "tables:\n  public.agents: {mode: merge}\n  public.bookings: {mode: merge}\n"
+    people.sync(merge)  # unmasked: production's rows arrive raw
+    people.run_prod("DELETE FROM bookings WHERE id <= 5")
+    first = people.sync(CONFIG + merge)
+    warning = (
+        "{} is in merge mode: staging's rows that production does not have are kept as they are, and "
+        "those copied before these masks (or under another key) may still hold raw values that no_raw_values cannot "
+        "tell from staging's own rows; sync it once in mirror mode, or delete them"
+    )
+    assert first.warnings == [warning.format("public.agents"), warning.format("public.bookings")]
+    with people.staging() as staging:  # what the warning is about
+        assert staging.execute("SELECT passenger FROM bookings WHERE id = 1").fetchone() == ("Passenger 1",)
+    assert people.sync(CONFIG + merge).warnings == []
 
 
 def test_an_incremental_table_with_masks_is_compared_by_hashes(people: Pair) -> None:
@@ -413,3 +440,90 @@ def test_values_a_mask_keeps_by_design_are_not_raw_values(people: Pair) -> None:
     people.run_staging("UPDATE cards SET card = '4111 1111 1111 1111', source = 'app' WHERE id = 3")
     found = raw_values_now(people.source, people.target, config, {("public", "cards")})
     assert found[("public", "cards")].found == {"phone": 0, "card": 1, "source": 0}
+
+
+def test_a_database_error_reaches_dagster_without_the_statement(people: Pair) -> None:
+    """PostgreSQL echoes part of a failed statement (LINE 1: ...) and where it ran (CONTEXT: ...): a masked
+    table's statements carry keys derived from the masking key, so neither may reach the UI."""
+    with people.prod() as prod, pytest.raises(psycopg.Error) as raised:
+        prod.execute("SELECT sha256('\\x0102'::bytea || 'derived-key-like'::bytea) FROM nowhere")
+    assert "derived-key-like" in str(raised.value)  # what psycopg's text holds
+    failure = failure_for(raised.value, people.source, people.target)
+    assert failure.description == (
+        'the database refused the sync (SQLSTATE 42P01), staging left unchanged: relation "nowhere" does not exist'
+    )
+
+
+def test_a_table_that_inherits_a_masked_column_is_masked_alike(people: Pair) -> None:
+    """Inheritance children are tables of their own: a mask on the parent's column reaches theirs, at any
+    depth (a partition, by contrast, is read through its table)."""
+    people.run_both(
+        "CREATE TABLE contacts (id int PRIMARY KEY, email text, note text);"
+        " CREATE TABLE vip_contacts (tier int) INHERITS (contacts); ALTER TABLE vip_contacts ADD PRIMARY KEY (id);"
+        " CREATE TABLE top_contacts () INHERITS (vip_contacts); ALTER TABLE top_contacts ADD PRIMARY KEY (id)"
+    )
+    people.run_prod(
+        "INSERT INTO contacts SELECT i, 'base' || i || '@x.test', 'n' FROM generate_series(1, 20) i;"
+        " INSERT INTO vip_contacts SELECT i, 'vip' || i || '@x.test', 'n', 1 FROM generate_series(21, 40) i;"
+        " INSERT INTO top_contacts SELECT i, 'top' || i || '@x.test', 'n', 2 FROM generate_series(41, 50) i"
+    )
+    config_text = CONFIG + "  public.contacts.email: email\n"
+    result = people.sync(config_text)
+    with people.staging() as staging:
+        for table, rows in (("contacts", 20), ("vip_contacts", 20), ("top_contacts", 10)):
+            query = sql.SQL("SELECT email FROM ONLY {}").format(sql.Identifier(table))
+            emails = [e for (e,) in staging.execute(query)]
+            assert len(emails) == rows and all(re.fullmatch(r"u[0-9a-f]{24}@example\.com", e) for e in emails), table
+            assert "masked columns: email (email)" in result.tables[("public", table)].plan.notes
+    config = parse_config(yaml.safe_load(config_text))
+    children = {("public", "vip_contacts"), ("public", "top_contacts")}
+    found = raw_values_now(people.source, people.target, config, children)
+    assert {k[1]: (v.found, v.rows) for k, v in found.items()} == {
+        "vip_contacts": ({"email": 0}, 20),
+        "top_contacts": ({"email": 0}, 10),
+    }
+
+
+def test_a_foreign_key_only_staging_has_must_be_masked_alike_too(people: Pair) -> None:
+    people.run_both("CREATE TABLE desks (code text PRIMARY KEY); CREATE TABLE shifts (id int PRIMARY KEY, desk text)")
+    people.run_prod("INSERT INTO desks VALUES ('north'); INSERT INTO shifts VALUES (1, 'north')")
+    people.run_staging("ALTER TABLE shifts ADD CONSTRAINT shifts_desk_fkey FOREIGN KEY (desk) REFERENCES desks (code)")
+    before = people.staging_state(["agents", "bookings", "desks", "shifts"])
+    with pytest.raises(ConfigError) as raised:
+        people.sync(CONFIG + "  public.desks.code: hash\n")
+    assert str(raised.value) == (
+        "'mask': staging's foreign key shifts_desk_fkey links public.shifts.desk to public.desks.code; mask both "
+        "with the same transform, or neither (now unmasked and hash)"
+    )
+    people.assert_unchanged(before)
+    people.sync(CONFIG + "  public.desks.code: hash\n  public.shifts.desk: hash\n")
+    with people.staging() as staging:
+        assert staging.execute("SELECT count(*) FROM shifts JOIN desks ON desk = code").fetchone()[0] == 1
+
+
+def test_a_hash_too_narrow_for_a_key_is_refused(people: Pair) -> None:
+    people.run_both("CREATE TABLE badges (n integer PRIMARY KEY, code smallint UNIQUE, serial bigint UNIQUE)")
+    for column, kind, bits in (("n", "primary key", 32), ("code", "unique key (code)", 16)):
+        with pytest.raises(ConfigError) as raised:
+            people.sync(f"mask:\n  public.badges.{column}: hash\n")
+        assert str(raised.value) == (
+            f"'mask' hash on column public.badges.{column}: it is part of the {kind}, and hashed into "
+            f"{'integer' if bits == 32 else 'smallint'}'s {bits} bits distinct values would collide; leave it "
+            "unmasked or widen it to bigint"
+        )
+    people.sync("mask:\n  public.badges.serial: hash\n")  # 64 bits: unique past any table's size
+
+
+def test_masked_values_that_collide_on_a_unique_column_fail_the_run_naming_it(people: Pair) -> None:
+    before = people.staging_state(["agents", "bookings"])
+    same = "{sql: \"'same@example.com'\"}"
+    with pytest.raises(SyncError) as raised:
+        people.sync(f"mask:\n  public.agents.email: {same}\n  public.bookings.agent_email: {same}\n")
+    message = str(raised.value)
+    assert message == (
+        "applying public.agents failed, staging left unchanged: duplicate key value violates unique constraint "
+        '"agents_email_key" (Key (email)=(same@example.com) already exists.) [SQLSTATE 23505]; masked values '
+        "collide: the masks of email (sql) on public.agents gave distinct production values one masked value; mask "
+        "key columns with hash or email, which keep distinct values distinct"
+    )
+    people.assert_unchanged(before)

@@ -109,7 +109,7 @@ class Layout:
                     f"tables {qualified(other)} and {qualified(key)} would both be the Dagster asset "
                     f"{staging_key(key).to_user_string()}; exclude one of them"
                 )
-        return cls(catalog, staging, roles, table_for, resolve_masks(catalog, config, roles))
+        return cls(catalog, staging, roles, table_for, resolve_masks(catalog, staging, config, roles))
 
     @property
     def checked_preserved(self) -> tuple[TableKey, ...]:

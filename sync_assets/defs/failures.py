@@ -4,13 +4,14 @@ import psycopg
 from dagster import Failure
 
 from sync_assets.defs.translator import asset_paths
-from sync_assets.engine import Endpoint, SelectionError, SyncError, is_transient, redact
+from sync_assets.engine import Endpoint, SelectionError, SyncError, database_message, is_transient, redact
 
 
 def failure_for(exc: BaseException, *endpoints: Endpoint) -> Failure:
     """One clear sentence for the UI; permanent faults skip the retry policy, transient ones use it."""
     secrets = [s for e in endpoints for s in e.secrets]
-    text = redact(str(exc), secrets).strip()
+    # A database error in PostgreSQL's own words, without the statement it echoes (database_message).
+    text = redact(database_message(exc) if isinstance(exc, psycopg.Error) else str(exc), secrets).strip()
     if isinstance(exc, SelectionError) and exc.add:
         # The engine names tables; a user selects assets, whose names may differ ("Sales Data").
         text = redact(f"{exc.found}; add {asset_paths(exc.add)} to the selection", secrets)

@@ -14,7 +14,7 @@ from sync_assets.engine.config import (
 from sync_assets.engine.config_file import load_config, parse_config
 from sync_assets.engine.connections import PRODUCTION_ENV, STAGING_ENV, Endpoint, Side
 from sync_assets.engine.content import Fingerprint, Unavailable
-from sync_assets.engine.errors import ConfigError, SelectionError, SyncError, is_transient, redact
+from sync_assets.engine.errors import ConfigError, SelectionError, SyncError, database_message, is_transient, redact
 from sync_assets.engine.foreign_keys import OrphanCount, count_orphans
 from sync_assets.engine.mask_spec import Mask
 from sync_assets.engine.masked import resolve_masks
@@ -64,6 +64,7 @@ __all__ = [
     "changed_tables",
     "compare_now",
     "count_orphans",
+    "database_message",
     "is_transient",
     "load_catalog",
     "load_config",

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import psycopg
+from psycopg import sql
 
 from sync_assets.engine import diff, writes
 from sync_assets.engine.diff import Diff
@@ -125,5 +126,30 @@ def apply_rows(
             return _Writes(cur, plan, groups, observer, dry, replica).run(deletes_first=True)
     except TableFailure as exc:
         if isinstance(exc.cause, psycopg.errors.UniqueViolation):
-            raise TableFailure(str(exc) + _UNIQUE_HINT, exc.cause) from exc
+            raise TableFailure(str(exc) + _unique_hint(conn, plan, exc.cause), exc.cause) from exc
         raise
+
+
+def _unique_hint(conn: psycopg.Connection, plan: SyncPlan, cause: psycopg.errors.UniqueViolation) -> str:
+    """Why a unique key stays violated whatever the order: masks that map distinct production values to
+    one (the masked columns of the violated key named), else values moved between rows."""
+    diag = cause.diag
+    if diag.schema_name is None or diag.table_name is None or diag.constraint_name is None:
+        return _UNIQUE_HINT
+    masks = next((tp.masks for tp in plan.tables if tp.table_key == (diag.schema_name, diag.table_name)), ())
+    if not masks:
+        return _UNIQUE_HINT
+    index = sql.Identifier(diag.schema_name, diag.constraint_name).as_string(conn)
+    rows = conn.execute(
+        "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)"
+        " WHERE i.indexrelid = to_regclass(%s) ORDER BY a.attnum",
+        (index,),
+    ).fetchall()
+    masked = [f"{name} ({mask.transform})" for name, mask in masks if (name,) in rows]
+    if not masked:
+        return _UNIQUE_HINT
+    return (
+        f"; masked values collide: the masks of {', '.join(masked)} on {diag.schema_name}.{diag.table_name} gave "
+        "distinct production values one masked value; mask key columns with hash or email, which keep distinct "
+        "values distinct"
+    )

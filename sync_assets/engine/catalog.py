@@ -121,6 +121,7 @@ class Table:
     partitioned: bool = False
     estimated_rows: int = 0
     size_bytes: int = 0
+    inherits: tuple[tuple[str, str], ...] = ()  # the tables it inherits from (not partitioning), in order
 
     @property
     def key(self) -> tuple[str, str]:
@@ -213,6 +214,7 @@ class Catalog:
                     ),
                     "sequences": tuple(ColumnSequence(**s) for s in t["sequences"]),
                     "sequence_defaults": tuple(t.get("sequence_defaults", ())),
+                    "inherits": tuple(tuple(p) for p in t.get("inherits", ())),
                 }
             )
             tables[table.key] = table

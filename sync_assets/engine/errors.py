@@ -101,6 +101,17 @@ def redact(text: str, secrets: list[str]) -> str:
     return text
 
 
+def database_message(exc: psycopg.Error) -> str:
+    """PostgreSQL's own words for an error: its message and detail, never the statement it echoes after
+    them (LINE n: ..., CONTEXT: ...), which may carry what must not be shown (a masked table's statements
+    hold keys derived from the masking key)."""
+    diag = exc.diag
+    if not diag.message_primary:  # the client's own error (a lost connection): no statement in it
+        return str(exc) or type(exc).__name__
+    primary = diag.message_primary
+    return f"{primary} ({diag.message_detail})" if diag.message_detail else primary
+
+
 @contextmanager
 def about_table(action: str, table: str) -> Iterator[None]:
     """Name the table in a permanent database error (whose own text may only name a shadow table)."""
@@ -109,9 +120,7 @@ def about_table(action: str, table: str) -> Iterator[None]:
     except psycopg.Error as exc:
         if is_transient(exc):
             raise
-        diag = exc.diag
-        primary = diag.message_primary or str(exc).splitlines()[0]
-        detail = f" ({diag.message_detail})" if diag.message_detail else ""
+        primary = exc.diag.message_primary or ""
         state = f" [SQLSTATE {exc.sqlstate}]" if exc.sqlstate else ""
         hint = ""
         if exc.sqlstate == "42501":
@@ -119,5 +128,5 @@ def about_table(action: str, table: str) -> Iterator[None]:
         elif exc.sqlstate == "57014" and "statement timeout" in primary:
             hint = "; raise 'statement_timeout' in the config if such a statement may take longer"
         raise TableFailure(
-            f"{action} {table} failed, staging left unchanged: {primary}{detail}{state}{hint}", exc
+            f"{action} {table} failed, staging left unchanged: {database_message(exc)}{state}{hint}", exc
         ) from exc

@@ -226,6 +226,17 @@ def _copied(run: TableRun) -> str:
     )
 
 
+# What one masked value a row adds to reading the row, in bytes of the row read plain: computing a mask
+# takes production about as long as three times that (measured on the benchmark's bookings and webhooks).
+_MASK_WEIGHT = 3
+
+
+def _work(plan: TablePlan) -> int:
+    """A table's expected reading time, in bytes read plain: its size, more for its masked values."""
+    masked = sum(len(mask.paths) or 1 for name, mask in plan.masks if name in plan.columns)
+    return plan.source.size_bytes * (1 + _MASK_WEIGHT * masked)
+
+
 def extract(
     lead: psycopg.Connection,
     snapshot_id: str | None,
@@ -241,8 +252,8 @@ def extract(
     Shadows are created and loaded in staging sessions of their own and committed there: they are
     invisible to staging's users (bookkeeping schema) and only the swap touches real tables.
     """
-    # Largest first, so one long table does not start last.
-    queue = sorted(runs, key=lambda r: (-r.plan.source.size_bytes, r.key))
+    # Most work first, so one long table does not start last.
+    queue = sorted(runs, key=lambda r: (-_work(r.plan), r.key))
     lock = threading.Lock()
     cancelled = threading.Event()
 

@@ -21,7 +21,12 @@ _TABLES_SQL = f"""
 SELECT c.oid, n.nspname, c.relname, c.relkind = 'p', obj_description(c.oid, 'pg_class'),
        greatest(c.reltuples, 0)::bigint,
        -- From the statistics, not pg_table_size(): that would lock every table, and wait behind DDL.
-       c.relpages::bigint * current_setting('block_size')::bigint
+       c.relpages::bigint * current_setting('block_size')::bigint,
+       -- The tables it inherits from (inheritance, not partitioning: partitions are not listed).
+       ARRAY(SELECT pn.nspname FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent
+             JOIN pg_namespace pn ON pn.oid = p.relnamespace WHERE i.inhrelid = c.oid ORDER BY i.inhseqno),
+       ARRAY(SELECT p.relname FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent
+             WHERE i.inhrelid = c.oid ORDER BY i.inhseqno)
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
   AND {_SYSTEM_SCHEMA_FILTER}
@@ -260,7 +265,7 @@ def introspect(conn: psycopg.Connection, schemas: list[str] | tuple[str, ...] | 
         cur.execute("SELECT getdatabaseencoding()")
         encoding = cur.fetchone()[0]
     tables = {}
-    for oid, schema, name, partitioned, comment, est_rows, size in rows:
+    for oid, schema, name, partitioned, comment, est_rows, size, parent_schemas, parent_names in rows:
         tables[(schema, name)] = Table(
             schema=schema,
             name=name,
@@ -274,5 +279,6 @@ def introspect(conn: psycopg.Connection, schemas: list[str] | tuple[str, ...] | 
             partitioned=bool(partitioned),
             estimated_rows=int(est_rows or 0),
             size_bytes=int(size or 0),
+            inherits=tuple(zip(parent_schemas, parent_names, strict=True)),
         )
     return Catalog(tables=tables, enums=enums, encoding=encoding)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import psycopg
 from psycopg import sql
 
-from sync_assets.engine.catalog import Catalog, TableKey, qualified
+from sync_assets.engine.catalog import Catalog, Table, TableKey, qualified
 from sync_assets.engine.config import Mode, SyncConfig
 from sync_assets.engine.errors import ConfigError
 from sync_assets.engine.mask_key import MaskKey
@@ -31,43 +31,85 @@ if TYPE_CHECKING:
 Masks = dict[TableKey, dict[str, Mask]]
 # Keep distinct values distinct (up to a 96-bit collision); sql is the user's to judge.
 _UNIQUE = (Transform.HASH, Transform.EMAIL, Transform.SQL)
+_NARROW = {"smallint": 16, "integer": 32}  # too few bits for a hash to keep a key unique
 
 
-def resolve_masks(production: Catalog, config: SyncConfig, roles: Roles) -> Masks:
-    """Every `mask` entry's table and column, as production has them; a mistake is a ConfigError that
-    names the column."""
+def resolve_masks(production: Catalog, staging: Catalog, config: SyncConfig, roles: Roles) -> Masks:
+    """Every `mask` entry's table and column, as production has them, and the tables that inherit them;
+    a mistake is a ConfigError that names the column."""
     found: Masks = {}
     for entry in config.mask:
         key = _resolve(entry.table, production, config, "mask")
         if key not in roles.synced:
             raise ConfigError(f"'mask' names column {entry}, but {qualified(key)} is preserved or excluded, not synced")
         table = production.tables[key]
-        column = table.column(entry.column)
-        where = f"{qualified(key)}.{entry.column}"
-        if column is None:
+        if table.column(entry.column) is None:
             close = difflib.get_close_matches(entry.column, [c.name for c in table.columns], n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
+            where = f"{qualified(key)}.{entry.column}"
             raise ConfigError(f"'mask' names column {where}, which production does not have{hint}")
-        reason = unfit(entry.mask, column)
-        if reason is not None:
-            raise ConfigError(f"'mask' {entry.mask.transform} on column {where}: the column {reason}")
-        unique = next((k for k in (table.primary_key, *table.unique_keys) if k and entry.column in k), None)
-        if unique is not None and entry.mask.transform not in _UNIQUE:
-            kind = "primary key" if unique == table.primary_key else f"unique key ({', '.join(unique)})"
-            raise ConfigError(
-                f"'mask' {entry.mask.transform} on column {where}: it is part of the {kind}, which only hash or "
-                "email keep unique"
-            )
         found.setdefault(key, {})[entry.column] = entry.mask
-    _check_references(production, roles, found)
+    _inherited(production, roles, found)
+    for key, masks in sorted(found.items()):
+        for name, mask in sorted(masks.items()):
+            _check_fit(production.tables[key], name, mask)
+    _check_references(production, roles, found, "")
+    _check_references(staging, roles, found, "staging's ")  # staging may link synced tables on its own
     return found
 
 
-def _check_references(production: Catalog, roles: Roles, masks: Masks) -> None:
-    """A column a foreign key links must be masked like the column at its other end, or the masked
-    values would not join (and staging's foreign key would refuse them)."""
-    for key in roles.synced:
-        for fk in production.tables[key].foreign_keys:
+def _check_fit(table: Table, name: str, mask: Mask) -> None:
+    """The mask fits the column's type and keeps its table's keys unique."""
+    column = table.column(name)
+    assert column is not None, name
+    where = f"{table.qualified}.{name}"
+    reason = unfit(mask, column)
+    if reason is not None:
+        raise ConfigError(f"'mask' {mask.transform} on column {where}: the column {reason}")
+    unique = next((k for k in (table.primary_key, *table.unique_keys) if k and name in k), None)
+    if unique is None:
+        return
+    kind = "primary key" if unique == table.primary_key else f"unique key ({', '.join(unique)})"
+    if mask.transform not in _UNIQUE:
+        raise ConfigError(
+            f"'mask' {mask.transform} on column {where}: it is part of the {kind}, which only hash or email keep unique"
+        )
+    bits = _NARROW.get(column.base_type)
+    if mask.transform == Transform.HASH and bits is not None:
+        # A keyed hash into n bits: distinct values collide past about 2^(n/2) rows (birthday bound).
+        raise ConfigError(
+            f"'mask' hash on column {where}: it is part of the {kind}, and hashed into {column.base_type}'s {bits} "
+            "bits distinct values would collide; leave it unmasked or widen it to bigint"
+        )
+
+
+def _inherited(production: Catalog, roles: Roles, masks: Masks) -> None:
+    """A table that inherits a masked column (INHERITS, at any depth) is masked alike: it is synced as a
+    table of its own, and its rows of that column are the same kind of data. Its own entry wins."""
+
+    def masks_of(key: TableKey, seen: frozenset[TableKey]) -> dict[str, Mask]:
+        table = production.tables.get(key)
+        if table is None or key in seen:
+            return {}
+        found: dict[str, Mask] = {}
+        for parent in table.inherits:
+            found.update(masks_of(parent, seen | {key}))
+        return {**found, **masks.get(key, {})}
+
+    for key in sorted(roles.synced):
+        table = production.tables[key]
+        if table.inherits:
+            own = {c: m for c, m in masks_of(key, frozenset()).items() if table.column(c) is not None}
+            if own:
+                masks[key] = own
+
+
+def _check_references(catalog: Catalog, roles: Roles, masks: Masks, whose: str) -> None:
+    """A column a foreign key (of either database) links must be masked like the column at its other end,
+    or the masked values would not join (and staging's foreign key would refuse them)."""
+    for key in sorted(roles.synced):
+        table = catalog.tables.get(key)
+        for fk in table.foreign_keys if table is not None else ():
             parent = (fk.ref_schema, fk.ref_table)
             if parent not in roles.synced:
                 continue
@@ -77,8 +119,8 @@ def _check_references(production: Catalog, roles: Roles, masks: Masks) -> None:
                 if child_mask != parent_mask:
                     child, referenced = f"{qualified(key)}.{child_col}", f"{qualified(parent)}.{parent_col}"
                     raise ConfigError(
-                        f"'mask': foreign key {fk.name} links {child} to {referenced}; mask both with the same "
-                        f"transform, or neither (now {_said(child_mask)} and {_said(parent_mask)})"
+                        f"'mask': {whose}foreign key {fk.name} links {child} to {referenced}; mask both with the "
+                        f"same transform, or neither (now {_said(child_mask)} and {_said(parent_mask)})"
                     )
 
 

@@ -200,10 +200,13 @@ def expression(mask: Mask, column: Column, key: MaskKey) -> sql.Composable:
         return _shifted(mask, value, column, key)
     if t == Transform.JSON:
         assert mask.inner is not None
-        document: sql.Composable = sql.SQL("{}::jsonb").format(value)
+        original = sql.SQL("{}::jsonb").format(value)
+        document: sql.Composable = original
         for path in mask.paths:
             at = sql.SQL("ARRAY[{}]::text[]").format(sql.SQL(", ").join(map(sql.Literal, path)))
-            inner = _text_mask(mask.inner, sql.SQL("({} #>> {})").format(document, at), key, None)
+            # Each path's value is read from the column, not from the document the paths before it set:
+            # that document would be computed again inside every later path's value, its hashes with it.
+            inner = _text_mask(mask.inner, sql.SQL("({} #>> {})").format(original, at), key, None)
             replaced = sql.SQL("coalesce(to_jsonb(({})::text), 'null'::jsonb)").format(inner)
             document = sql.SQL("jsonb_set({}, {}, {}, false)").format(document, at, replaced)
         return document

@@ -156,7 +156,7 @@ def build_plan(
     run = _selected(roles, selection)
     modes = resolve_modes(production, config, roles)
     columns = resolve_columns(production, config, roles)
-    masks = resolve_masks(production, config, roles)
+    masks = resolve_masks(production, staging, config, roles)
     tables = tuple(
         applied(
             with_mode(

@@ -22,12 +22,23 @@ from dataclasses import dataclass, field, replace
 
 import psycopg
 
-from sync_assets.engine import bookkeeping, compare, incremental, masked, privileges, reconciled, watermarks, write_path
+from sync_assets.engine import (
+    bookkeeping,
+    compare,
+    incremental,
+    masked,
+    masked_with,
+    privileges,
+    reconciled,
+    watermarks,
+    write_path,
+)
 from sync_assets.engine.catalog import TableKey
 from sync_assets.engine.config import SyncConfig
 from sync_assets.engine.connections import Endpoint, connect_both
 from sync_assets.engine.extract import extract
 from sync_assets.engine.introspect import introspect
+from sync_assets.engine.mask_key import MaskKey
 from sync_assets.engine.observe import Observer, Point
 from sync_assets.engine.orphans import OrphanBackup
 from sync_assets.engine.plan import SyncPlan, build_plan
@@ -117,6 +128,7 @@ class _Run:
     snapshot_id: str | None = None
     path: write_path.WritePath | None = None
     runs: dict[TableKey, TableRun] = field(default_factory=dict)
+    mask_key: MaskKey | None = None  # where the config masks columns
 
     @classmethod
     def open(
@@ -162,15 +174,17 @@ class _Run:
     def plan(self, selection: set[TableKey] | None, reconcile: bool) -> None:
         """3. What the run does to each table, and that both roles may do it; nothing written yet."""
         production, staging = introspect(self.prod, self.config.schemas), introspect(self.control, None)
-        plan = build_plan(production, staging, self.config, selection, masked.mask_key(self.config))
+        self.mask_key = masked.mask_key(self.config)
+        plan = build_plan(production, staging, self.config, selection, self.mask_key)
         masked.check_on_servers(self.prod, self.control, plan)
+        plan, remasked = masked_with.compared(plan, masked_with.load(self.control), self.mask_key)
         self.states = watermarks.load_states(self.control)
         plan = watermarks.plan_reads(plan, self.states, self.observation, self.config, reconcile)
         plan = compare.choose(plan, self.config, reconcile, self.whole, *reconciled.load(self.control))
         if self.result.dry_run:
             plan = _dry_run_notes(plan)
         self.result.plan = plan
-        self.result.warnings = privileges.check_production(self.prod, plan)
+        self.result.warnings = [*privileges.check_production(self.prod, plan), *remasked]
         for warning in self.result.warnings:
             self.observer.warning(warning)
         privileges.check_staging(self.control, plan, self.config.orphans)
@@ -212,6 +226,7 @@ class _Run:
         def bookkeeping_(cur: psycopg.Cursor) -> None:
             watermarks.record(cur, runs, self.observation, self.states, result.run_id, self.observer)
             reconciled.record(cur, runs, result.run_id)
+            masked_with.record(cur, runs, self.mask_key, result.run_id)
 
         swapped = swap(
             self.control,
