@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Iterator, Sequence
-from contextlib import nullcontext
+from contextlib import closing, nullcontext
 from dataclasses import dataclass
 
 import psycopg
@@ -36,6 +36,7 @@ from sync_assets.engine.mask_key import MaskKey
 from sync_assets.engine.mask_spec import Mask, Transform
 from sync_assets.engine.masked import mask_key
 from sync_assets.engine.masking import protected
+from sync_assets.engine.sql import not_null
 from sync_assets.engine.table_plan import TablePlan
 
 _PURPOSE = "no_raw_values"
@@ -97,10 +98,14 @@ def _rows(conn: psycopg.Connection, name: str, query: sql.Composable) -> Iterato
 
 
 def _query(
-    keys: Sequence[sql.Composable], values: Sequence[sql.Composable], relation: sql.Composable
+    tp: TablePlan, keys: Sequence[sql.Composable], values: Sequence[sql.Composable], relation: sql.Composable
 ) -> sql.Composable:
-    order = sql.SQL(" ORDER BY {}").format(sql.SQL(", ").join(keys)) if keys else sql.SQL("")
-    return sql.SQL("SELECT {} FROM {} t{}").format(sql.SQL(", ").join([*keys, *values]), relation, order)
+    """The rows in key order; a row without its whole key (a unique key's NULLs) pairs with none."""
+    if not keys:
+        return sql.SQL("SELECT {} FROM {} t").format(sql.SQL(", ").join(values), relation)
+    return sql.SQL("SELECT {} FROM {} t WHERE {} ORDER BY {}").format(
+        sql.SQL(", ").join([*keys, *values]), relation, not_null("t", tp.key), sql.SQL(", ").join(keys)
+    )
 
 
 def judge(prod: psycopg.Connection, staging: psycopg.Connection, tp: TablePlan, key: MaskKey) -> RawValues:
@@ -108,33 +113,43 @@ def judge(prod: psycopg.Connection, staging: psycopg.Connection, tp: TablePlan, 
     if not judged:
         return RawValues({}, 0)
     derived = key.derived(_PURPOSE)
+    width = len(tp.key)
+    theirs = _query(
+        tp, _order(tp, Side.PRODUCTION), [_raw_hash(key, v, mask) for _, v, mask in judged], tp.source.relation()
+    )
+    ours = _query(tp, _order(tp, Side.STAGING), [_bytes(v) for _, v, _ in judged], tp.target.relation())
+    # Closed however the walk ends, so that the next table's cursor of the same name can be declared.
+    with closing(_rows(prod, "sync_raw_values_production", theirs)) as production:
+        found, rows = _walk(production, _rows(staging, "sync_raw_values_staging", ours), width, len(judged), derived)
+    return RawValues({label: n for (label, _, _), n in zip(judged, found, strict=True)}, rows)
+
+
+def _walk(
+    production: Iterator[tuple], staging: Iterator[tuple], width: int, values: int, derived: bytes
+) -> tuple[list[int], int]:
+    """Per judged value, staging's rows that hold the raw value production's hash stands for; and the
+    rows judged. width: the key's columns that lead each row (none: judged by value alone)."""
 
     def mine(value: bytes | None) -> bytes | None:
         return None if value is None else hmac.new(derived, value, hashlib.sha256).digest()
 
-    width = len(tp.key)
-    theirs = _query(
-        _order(tp, Side.PRODUCTION), [_raw_hash(key, v, mask) for _, v, mask in judged], tp.source.relation()
-    )
-    ours = _query(_order(tp, Side.STAGING), [_bytes(v) for _, v, _ in judged], tp.target.relation())
-    production = _rows(prod, "sync_raw_values_production", theirs)
-    found = [0] * len(judged)
+    found = [0] * values
     rows = 0
     if not width:
         # No key to pair rows by: any staged value equal to any raw value of its column counts.
-        seen: list[set[bytes]] = [set() for _ in judged]
+        seen: list[set[bytes]] = [set() for _ in range(values)]
         for row in production:
             for n, h in enumerate(row):
                 if h is not None:
                     seen[n].add(bytes(h)[:_KEPT])
-        for row in _rows(staging, "sync_raw_values_staging", ours):
+        for row in staging:
             rows += 1
             for n, v in enumerate(row):
                 h = mine(v)
                 found[n] += h is not None and h[:_KEPT] in seen[n]
     else:
         there = next(production, None)
-        for row in _rows(staging, "sync_raw_values_staging", ours):
+        for row in staging:
             rows += 1
             at = tuple(bytes(k) for k in row[:width])
             while there is not None and tuple(bytes(k) for k in there[:width]) < at:
@@ -143,7 +158,7 @@ def judge(prod: psycopg.Connection, staging: psycopg.Connection, tp: TablePlan, 
                 continue
             for n, (v, h) in enumerate(zip(row[width:], there[width:], strict=True)):
                 found[n] += h is not None and mine(v) == bytes(h)
-    return RawValues({label: n for (label, _, _), n in zip(judged, found, strict=True)}, rows)
+    return found, rows
 
 
 def raw_values_now(
