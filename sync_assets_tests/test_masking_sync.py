@@ -527,3 +527,21 @@ def test_masked_values_that_collide_on_a_unique_column_fail_the_run_naming_it(pe
         "key columns with hash or email, which keep distinct values distinct"
     )
     people.assert_unchanged(before)
+
+
+def test_staging_rows_that_point_at_a_column_masked_anew_are_warned_about(people: Pair) -> None:
+    """Staging's own table references agents by email: once the emails are masked, its rows point at
+    values staging no longer holds. The run says so, and the orphan rule backs them up."""
+    people.sync("")  # unmasked: the real emails reach staging
+    people.run_staging(
+        "CREATE TABLE agent_notes (id int PRIMARY KEY, agent_email text REFERENCES agents (email), note text);"
+        " INSERT INTO agent_notes VALUES (1, 'agent3@travel.test', 'call back')"
+    )
+    result = people.sync(CONFIG)
+    assert (
+        "staging's foreign key agent_notes_agent_email_fkey links public.agent_notes (staging_only) to columns of "
+        "public.agents masked anew (email): its rows that point at production's raw values lose their parent rows, "
+        "and are backed up and removed (orphans: delete) or stop the run (orphans: fail)"
+    ) in result.warnings
+    assert [b.rows for b in result.orphans] == [1]
+    assert people.sync(CONFIG).warnings == []  # the same masks again

@@ -65,6 +65,7 @@ def compared(plan: SyncPlan, stored: dict[TableKey, str], key: MaskKey | None) -
         if key is not None and tp.masks and before != fingerprint(tp, key):
             if before is not None:
                 tp = tp.noted("masks or masking key changed since the last run: every masked value is written again")
+            warnings += _orphaned(plan, tp)
             if not tp.deletes:
                 warnings.append(
                     f"{tp.qualified} is in merge mode: staging's rows that production does not have are kept as they "
@@ -73,6 +74,22 @@ def compared(plan: SyncPlan, stored: dict[TableKey, str], key: MaskKey | None) -
                 )
         tables.append(tp)
     return replace(plan, tables=tuple(tables)), warnings
+
+
+def _orphaned(plan: SyncPlan, tp: TablePlan) -> list[str]:
+    """Staging's own rows that reference a column masked anew point at production's raw values, which
+    the run replaces: they lose their parent rows, and the `orphans` setting decides what becomes of them."""
+    masked = {name for name, _ in tp.masks}
+    found = []
+    for ref in plan.children_outside:
+        if ref.fk.ref == tp.table_key and masked & set(ref.fk.ref_columns):
+            found.append(
+                f"staging's foreign key {ref.fk.name} links {ref.table.qualified} ({ref.role}) to columns of "
+                f"{tp.qualified} masked anew ({', '.join(sorted(masked & set(ref.fk.ref_columns)))}): its rows that "
+                "point at production's raw values lose their parent rows, and are backed up and removed (orphans: "
+                "delete) or stop the run (orphans: fail)"
+            )
+    return found
 
 
 def record(cur: psycopg.Cursor, runs: list[TableRun], key: MaskKey | None, run_id: str) -> None:
