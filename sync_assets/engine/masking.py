@@ -97,33 +97,40 @@ def _below(hexes: sql.Composable, n: int, at: int = 1) -> sql.Composable:
     )
 
 
-def _words(words: tuple[str, ...]) -> sql.Composable:
-    return sql.SQL("ARRAY[{}]").format(sql.SQL(", ").join(map(sql.Literal, words)))
+_SLOT = 12  # bytes a word takes in a list's slots: the longest word, padded with spaces
 
 
-def _pick(words: tuple[str, ...], hexes: sql.Composable, value: sql.Composable) -> sql.Composable:
-    """A word picked by keyed hash, never the value itself: of the picked word and the next one (a slice of
-    the list twice over, so that the hash is computed once), the first that is not the value."""
-    return sql.SQL("(array_remove(({w} || {w})[1 + {i}:2 + {i}], {v}))[1]").format(
-        w=_words(words), i=_below(hexes, len(words)), v=value
+def _slots(words: tuple[str, ...]) -> sql.Composable:
+    """The list as fixed-width slots, twice over (so that the slot after the last is the first), in a
+    bytea: a substring of it is found by offset, where one of text is counted by characters."""
+    assert all(len(w) <= _SLOT and w.isascii() and " " not in w for w in words)
+    return sql.Literal("".join(w.ljust(_SLOT) for w in words * 2).encode())
+
+
+def _pick(words: tuple[str, ...], hexes: sql.Composable, avoid: sql.Composable) -> sql.Composable:
+    """A word picked by keyed hash, never `avoid`: the picked word and the next, `avoid` taken out of them
+    as a whole word, the first word left. PostgreSQL computes an expression again wherever it appears, so
+    the hash appears once (no CASE, no second reference)."""
+    two = sql.SQL("convert_from(substr({}::bytea, 1 + {} * {}, {}), 'UTF8')").format(
+        _slots(words), _below(hexes, len(words)), sql.Literal(_SLOT), sql.Literal(2 * _SLOT)
+    )
+    return sql.SQL("split_part(btrim(replace(' ' || {} || ' ', ' ' || {} || ' ', ' ')), ' ', 1)").format(two, avoid)
+
+
+def _word(words: tuple[str, ...], hexes: sql.Composable) -> sql.Composable:
+    """A word picked by keyed hash."""
+    return sql.SQL("rtrim(convert_from(substr({}::bytea, 1 + {} * {}, {}), 'UTF8'))").format(
+        _slots(words), _below(hexes, len(words)), sql.Literal(_SLOT), sql.Literal(_SLOT)
     )
 
 
-def _full_name(hexes: sql.Composable, value: sql.Composable) -> sql.Composable:
-    """First and last name from one hash (its first and second 28 bits), the last one moved on where both
-    together would be the value itself. OFFSET 0 keeps each subquery whole: pulled up, its outputs would
-    be computed once per use, the hash among them."""
-    return sql.SQL(
-        "(SELECT sa_f || ' ' || sa_w[1 + (sa_i + (sa_f || ' ' || sa_w[1 + sa_i] = {v})::integer) % {n}]"
-        " FROM (SELECT {f} AS sa_f, {w} AS sa_w, {i} AS sa_i FROM (SELECT {h} AS sa_h OFFSET 0) sa_q OFFSET 0) sa_p)"
-    ).format(
-        v=value,
-        n=sql.Literal(len(LAST_NAMES)),
-        f=sql.SQL("({})[1 + {}]").format(_words(FIRST_NAMES), _below(sql.SQL("sa_h"), len(FIRST_NAMES))),
-        w=_words(LAST_NAMES),
-        i=_below(sql.SQL("sa_h"), len(LAST_NAMES), 8),
-        h=hexes,
-    )
+def _full_name(key: MaskKey, value: sql.Composable) -> sql.Composable:
+    """A first and a last name, each by a hash of its own; the last name is never the value's second word,
+    so the whole is never the value itself (a value of other than two words cannot be two words)."""
+    first = _word(FIRST_NAMES, _hex(key, "full_name", _text_of(value)))
+    second = sql.SQL("split_part({}::text, ' ', 2)").format(value)
+    last = _pick(LAST_NAMES, _hex(key, "full_name:last", _text_of(value)), second)
+    return sql.SQL("{} || ' ' || {}").format(first, last)
 
 
 def protected(mask: Mask, value: sql.Composable) -> sql.Composable:
@@ -161,7 +168,7 @@ def _text_mask(mask: Mask, value: sql.Composable, key: MaskKey, length: int | No
     if t == Transform.LAST_NAME:
         return _pick(LAST_NAMES, hexes, value)
     if t == Transform.FULL_NAME:
-        return _full_name(hexes, value)
+        return _full_name(key, value)
     assert t == Transform.DIGITS, t
     # 64 keyed digits (hex a-f folded onto 0-5; cycled past 64), the k-th replacing the value's k-th
     # digit; other characters (+, -, spaces, letters) stay where they are: every digit becomes a format()
@@ -214,10 +221,10 @@ def expression(mask: Mask, column: Column, key: MaskKey) -> sql.Composable:
 
 
 def _move(hexes: sql.Composable, by: int) -> sql.Composable:
-    """A keyed whole move in [-by, -1] or [1, by]: never 0, so that no shifted value stays raw."""
-    return sql.SQL("(({u} - {by}) + CASE WHEN {u} >= {by} THEN 1 ELSE 0 END)").format(
-        u=_below(hexes, 2 * by), by=sql.Literal(by)
-    )
+    """A keyed whole move in [-by, -1] or [1, by]: never 0, so that no shifted value stays raw. x in
+    [-by, by - 1] becomes x + 0.5 rounded half away from zero (numeric's round): x where x < 0, x + 1 where
+    x >= 0; x appears once, so its hash is computed once."""
+    return sql.SQL("round(({u} - {by})::numeric + 0.5)::integer").format(u=_below(hexes, 2 * by), by=sql.Literal(by))
 
 
 def _scale(column: Column) -> int | None:
