@@ -29,7 +29,7 @@ CREATE TABLE people (
     id bigint PRIMARY KEY, small smallint, mid integer, u uuid, b bytea,
     email text, work_email email_address, short varchar(6), code char(10), phone varchar(20),
     first text, last text, full_name varchar(40), card text, price numeric(10, 2), ratio float8,
-    born date, seen timestamptz, local_seen timestamp, doc jsonb, raw json, tags text[],
+    born date, seen timestamptz, local_seen timestamp, doc jsonb, raw json, tags text[], score real,
     upper_email text GENERATED ALWAYS AS (upper(email)) STORED, required text NOT NULL DEFAULT 'x'
 );
 CREATE TABLE agents (id bigint PRIMARY KEY, email text);
@@ -204,6 +204,11 @@ def test_masks_that_do_not_fit_are_refused_with_the_reason(people: psycopg.Conne
     assert why("born", {"shift": 3}).startswith("has type date: shift masks")
     assert why("seen", {"shift": "30d"}) is None
     assert why("price", {"shift": 0.001}) == "has type numeric(10,2): shift it by at least 0.01"
+    # real keeps 24 bits: 1e9 moved by less than 32 rounds back to 1e9, its raw value.
+    assert why("score", {"shift": 5}) == (
+        "has type real: its 24 bits of precision could round a shifted value back to itself; shift a numeric or "
+        "double precision column, or mask it with sql"
+    )
 
 
 @pytest.mark.parametrize(

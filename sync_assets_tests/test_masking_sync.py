@@ -545,3 +545,15 @@ def test_staging_rows_that_point_at_a_column_masked_anew_are_warned_about(people
     ) in result.warnings
     assert [b.rows for b in result.orphans] == [1]
     assert people.sync(CONFIG).warnings == []  # the same masks again
+
+
+def test_a_shifted_numeric_column_keeps_its_scale_and_a_second_run_writes_nothing(people: Pair) -> None:
+    """numeric(10, 2) shifted: production's masked value has the column's scale, as staging stores it,
+    so the keyed row hashes agree and a second run reads and rewrites nothing."""
+    config = CONFIG + "  public.bookings.paid: {shift: 5}\n"
+    people.sync(config)
+    again = people.sync(config)
+    assert (again.tables[("public", "bookings")].read_rows, again.tables[("public", "bookings")].updated) == (0, 0)
+    key = MaskKey(SECRET.encode())
+    expected = _expected(people, "bookings", "paid", Mask.parse("p", {"shift": 5}), key)
+    assert [str(v) for v in expected] == [str(v) for v in _staged(people, "bookings", "paid")]

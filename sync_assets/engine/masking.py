@@ -61,6 +61,11 @@ def unfit(mask: Mask, column: Column) -> str | None:
     }.get(mask.transform, _TEXT)
     if kind not in wanted:
         return f"has type {column.type}: {mask.transform} masks {', '.join(sorted(wanted))}"
+    if mask.transform == Transform.SHIFT and kind == "real":
+        return (
+            "has type real: its 24 bits of precision could round a shifted value back to itself; shift a numeric "
+            "or double precision column, or mask it with sql"
+        )
     if mask.transform == Transform.SHIFT and kind in _INTEGERS and not float(mask.by).is_integer():  # type: ignore[arg-type]
         return f"has type {column.type}: shift it by a whole number"
     if mask.transform == Transform.SHIFT and kind == "date" and isinstance(mask.by, timedelta) and mask.by.days < 1:
@@ -249,10 +254,13 @@ def _shifted(mask: Mask, value: sql.Composable, column: Column, key: MaskKey) ->
     scale = _scale(column)
     if scale is not None:  # whole steps of the column's scale, so that rounding never undoes the move
         steps = int(mask.by * 10**scale)
-        return sql.SQL("({} + {}::numeric / {})").format(value, _move(hexes, steps), sql.Literal(10**scale))
+        # round(): the division's many decimals cut to the column's scale, its text then staging's.
+        return sql.SQL("round({} + {}::numeric / {}, {})").format(
+            value, _move(hexes, steps), sql.Literal(10**scale), sql.Literal(scale)
+        )
     # A fraction in [-1, 1] of the range, from 28 bits of the hash (exactly 0 once in 2^28 values).
     fraction = sql.SQL("(('x' || '0' || left({}, 7))::bit(32)::integer / 134217727.5 - 1)").format(hexes)
     moved = sql.SQL("({} + {}::numeric * {})").format(value, sql.Literal(str(mask.by)), fraction)
-    if kind in ("real", "double precision"):
-        return sql.SQL("{}::{}").format(moved, sql.SQL("real" if kind == "real" else "double precision"))
+    if kind == "double precision":  # real is refused (unfit)
+        return sql.SQL("{}::double precision").format(moved)
     return moved
